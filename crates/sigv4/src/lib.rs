@@ -1,0 +1,5 @@
+//! Custody SigV4: inbound signature verification (header, presigned, aws-chunked), request
+//! classification from AWS service models, and outbound re-signing.
+//!
+//! Pure logic: every function takes its inputs and a time and returns a value; no I/O.
+#![forbid(unsafe_code)]
