@@ -43,3 +43,9 @@ impl FixedClock {
         *self.now.lock().unwrap_or_else(PoisonError::into_inner) = at;
     }
 }
+
+impl aws_smithy_async::time::TimeSource for FixedClock {
+    fn now(&self) -> SystemTime {
+        FixedClock::now(self)
+    }
+}
