@@ -1,2 +1,19 @@
-//! Custody session log: canonical hash-chained entries, RFC 6962 Merkle tree, Ed25519-signed C2SP checkpoints, group-committed durable appends and the offline verification library.
+//! Custody session log: canonical hash-chained entries, an RFC 6962 Merkle
+//! tree, Ed25519-signed C2SP checkpoints, group-committed durable appends,
+//! crash recovery, inclusion receipts and the offline verification library.
+//!
+//! See `docs/log-format.md` for the format on disk.
 #![forbid(unsafe_code)]
+
+pub mod entry;
+mod error;
+pub mod merkle;
+pub mod note;
+pub mod storage;
+mod writer;
+
+pub use entry::{Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, RequestOutcome};
+pub use error::LogError;
+pub use merkle::Hash;
+pub use note::{Checkpoint, NoteVerifier, SignedCheckpoint, parse_vkey, vkey};
+pub use writer::{AppendFuture, Appended, Clock, Log, LogConfig, system_clock};

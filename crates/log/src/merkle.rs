@@ -1,0 +1,367 @@
+//! RFC 6962 Merkle tree hashing: leaf and node hashes, an incremental tree for
+//! appenders, and inclusion proofs.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 digest: a leaf hash, a node hash or a tree root.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hash(pub [u8; 32]);
+
+/// The hash of an empty tree, `SHA-256("")` (RFC 6962 §2.1).
+pub fn empty_root() -> Hash {
+    Hash(Sha256::digest([]).into())
+}
+
+/// The RFC 6962 leaf hash: `SHA-256(0x00 || data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(data);
+    Hash(h.finalize().into())
+}
+
+/// The RFC 6962 interior node hash: `SHA-256(0x01 || left || right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut buf = [0u8; 65];
+    buf[0] = 1;
+    buf[1..33].copy_from_slice(&left.0);
+    buf[33..].copy_from_slice(&right.0);
+    Hash(Sha256::digest(buf).into())
+}
+
+/// An append-only Merkle tree that keeps only the roots of its perfect
+/// subtrees (a "compact range"), enough to compute the root after each append.
+#[derive(Clone, Debug, Default)]
+pub struct CompactTree {
+    size: u64,
+    // Roots of the perfect subtrees, largest (leftmost) first.
+    nodes: Vec<Hash>,
+}
+
+/// Why an inclusion proof did not check out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// The leaf index is not below the tree size.
+    #[error("leaf index {index} is not in a tree of size {size}")]
+    IndexOutOfRange {
+        /// Leaf index.
+        index: u64,
+        /// Tree size.
+        size: u64,
+    },
+    /// The proof has the wrong number of hashes for the index and size.
+    #[error("proof has the wrong length for leaf {index} of {size}")]
+    WrongLength {
+        /// Leaf index.
+        index: u64,
+        /// Tree size.
+        size: u64,
+    },
+    /// The recomputed root differs from the expected root.
+    #[error("recomputed root `{computed}` differs from `{expected}`")]
+    RootMismatch {
+        /// Root computed from the proof.
+        computed: Hash,
+        /// Root the proof was checked against.
+        expected: Hash,
+    },
+}
+
+// === impl Hash ===
+
+impl Hash {
+    /// Lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Hash> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Hash(out))
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl Serialize for Hash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Hash::from_hex(&s).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+// === impl CompactTree ===
+
+impl CompactTree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut h = leaf;
+        let mut n = self.size;
+        while n & 1 == 1 {
+            // A perfect subtree of the same height is on the left: merge.
+            if let Some(left) = self.nodes.pop() {
+                h = node_hash(&left, &h);
+            }
+            n >>= 1;
+        }
+        self.nodes.push(h);
+        self.size += 1;
+    }
+
+    /// The current root (RFC 6962 MTH).
+    pub fn root(&self) -> Hash {
+        let mut iter = self.nodes.iter().rev();
+        let Some(last) = iter.next() else {
+            return empty_root();
+        };
+        let mut r = *last;
+        for left in iter {
+            r = node_hash(left, &r);
+        }
+        r
+    }
+}
+
+// === Inclusion proofs ===
+
+/// The root of `leaves` (RFC 6962 MTH).
+pub fn root_of(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => empty_root(),
+        1 => leaves[0],
+        n => {
+            let k = split_point(n);
+            node_hash(&root_of(&leaves[..k]), &root_of(&leaves[k..]))
+        }
+    }
+}
+
+/// Largest power of two strictly less than `n` (n >= 2).
+fn split_point(n: usize) -> usize {
+    let mut k = 1;
+    while k << 1 < n {
+        k <<= 1;
+    }
+    k
+}
+
+/// The inclusion proof of leaf `index` in the tree made of `leaves`
+/// (RFC 6962 §2.1.1 PATH). `None` if `index` is out of range.
+pub fn inclusion_proof(leaves: &[Hash], index: u64) -> Option<Vec<Hash>> {
+    let index = usize::try_from(index).ok()?;
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    path(leaves, index, &mut out);
+    Some(out)
+}
+
+fn path(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if n <= 1 {
+        return;
+    }
+    let k = split_point(n);
+    if m < k {
+        path(&leaves[..k], m, out);
+        out.push(root_of(&leaves[k..]));
+    } else {
+        path(&leaves[k..], m - k, out);
+        out.push(root_of(&leaves[..k]));
+    }
+}
+
+/// Computes the root implied by an inclusion proof (RFC 9162 §2.1.3.2).
+pub fn root_from_inclusion_proof(
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+) -> Result<Hash, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    let mut f_n = index;
+    let mut s_n = size - 1;
+    let mut r = *leaf;
+    for p in proof {
+        if s_n == 0 {
+            return Err(ProofError::WrongLength { index, size });
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            r = node_hash(p, &r);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    if s_n != 0 {
+        return Err(ProofError::WrongLength { index, size });
+    }
+    Ok(r)
+}
+
+/// Checks that `leaf` is leaf `index` of the tree of `size` leaves with `root`.
+pub fn verify_inclusion(
+    index: u64,
+    size: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
+    let computed = root_from_inclusion_proof(index, size, leaf, proof)?;
+    if computed != *root {
+        return Err(ProofError::RootMismatch {
+            computed,
+            expected: *root,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
+    use super::*;
+
+    // The leaves and roots of the RFC 6962 reference test data
+    // (certificate-transparency-go merkletree tests).
+    fn leaves() -> Vec<Hash> {
+        [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+        .iter()
+        .map(|h| leaf_hash(&hex::decode(h).unwrap()))
+        .collect()
+    }
+    const ROOTS: [&str; 8] = [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+
+    #[test]
+    fn empty_tree_root() {
+        assert_eq!(
+            empty_root().to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(CompactTree::new().root(), empty_root());
+    }
+
+    #[test]
+    fn reference_roots_incremental_and_recursive() {
+        let l = leaves();
+        let mut t = CompactTree::new();
+        for (i, leaf) in l.iter().enumerate() {
+            t.push(*leaf);
+            assert_eq!(t.root().to_hex(), ROOTS[i], "size {}", i + 1);
+            assert_eq!(root_of(&l[..=i]).to_hex(), ROOTS[i]);
+        }
+    }
+
+    #[test]
+    fn inclusion_proofs_check_for_every_leaf_and_size() {
+        let mut l = leaves();
+        for i in 0..30u8 {
+            l.push(leaf_hash(&[i]));
+        }
+        for size in 1..=l.len() {
+            let root = root_of(&l[..size]);
+            for index in 0..size {
+                let proof = inclusion_proof(&l[..size], index as u64).unwrap();
+                verify_inclusion(index as u64, size as u64, &l[index], &proof, &root).unwrap();
+                // A wrong leaf or a wrong index fails.
+                let other = l[(index + 1) % size];
+                if other != l[index] {
+                    assert!(
+                        verify_inclusion(index as u64, size as u64, &other, &proof, &root).is_err()
+                    );
+                }
+                if size > 1 {
+                    let wrong = (index + 1) % size;
+                    assert!(
+                        verify_inclusion(wrong as u64, size as u64, &l[index], &proof, &root)
+                            .is_err()
+                    );
+                }
+            }
+            assert!(inclusion_proof(&l[..size], size as u64).is_none());
+        }
+    }
+
+    #[test]
+    fn reference_inclusion_proof() {
+        // RFC 6962 reference: leaf 0 of 8.
+        let l = leaves();
+        let proof: Vec<String> = inclusion_proof(&l, 0)
+            .unwrap()
+            .iter()
+            .map(Hash::to_hex)
+            .collect();
+        assert_eq!(
+            proof,
+            [
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ]
+        );
+    }
+}

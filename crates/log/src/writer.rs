@@ -1,0 +1,892 @@
+//! The durable, group-committed writer.
+//!
+//! Callers encode their entry body on their own thread and queue it; one
+//! committer thread takes everything queued, stamps sequence numbers, times
+//! and hash links, writes the batch with one `write` and makes it durable with
+//! one `fdatasync`, then wakes every caller in the batch. While it syncs, the
+//! next batch queues up. Checkpoints are written by the same thread.
+//!
+//! Fail closed: if a write or sync fails, the segment is cut back to the last
+//! durable length, every caller in the batch gets the error, and the log
+//! refuses all later appends (and `health` reports it) until it is reopened.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::entry::{self, Entry, EntryBody};
+use crate::error::LogError;
+use crate::merkle::{CompactTree, Hash, leaf_hash};
+use crate::note::{Checkpoint, SignedCheckpoint, vkey};
+use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
+
+/// A clock returning the current time; entries are stamped with it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// Log configuration.
+#[derive(Clone)]
+pub struct LogConfig {
+    /// Directory holding segments and checkpoints.
+    pub dir: PathBuf,
+    /// The log's name: the checkpoint origin line, the key name and every
+    /// entry's `origin`. No whitespace or `+`.
+    pub origin: String,
+    /// Write a checkpoint once this many entries are unsealed.
+    pub checkpoint_every_entries: u64,
+    /// Write a checkpoint once the oldest unsealed entry is this old.
+    pub checkpoint_every: Duration,
+    /// Write a heartbeat checkpoint when none was written for this long,
+    /// even with no new entries.
+    pub heartbeat_every: Duration,
+    /// Start a new segment once the current one reaches this size.
+    pub segment_max_bytes: u64,
+    /// Also write the latest checkpoint here (a place the gateway host
+    /// cannot rewrite, in production).
+    pub checkpoint_copy_dir: Option<PathBuf>,
+    /// Source of entry times (tests use a fixed clock).
+    pub clock: Clock,
+}
+
+/// A durable append: the entry's sequence number and leaf hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence number (also the leaf index in the Merkle tree).
+    pub seq: u64,
+    /// RFC 6962 leaf hash of the entry line.
+    pub leaf_hash: Hash,
+}
+
+/// An open log. `Send + Sync`; share it in an `Arc`.
+pub struct Log {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    origin: String,
+    vkey: String,
+}
+
+/// The future returned by [`Log::append_async`]. Resolves when the entry is
+/// durable; the committer thread wakes it.
+pub struct AppendFuture {
+    inner: AppendFutureInner,
+}
+
+enum AppendFutureInner {
+    Ready(Option<Result<Appended, LogError>>),
+    Waiting(Arc<Slot<Appended>>),
+}
+
+// === impl LogConfig ===
+
+impl LogConfig {
+    /// A configuration with defaults: a checkpoint every 1000 entries or
+    /// 1 s, a heartbeat every 60 s, 64 MiB segments, the system clock.
+    pub fn new(dir: impl Into<PathBuf>, origin: impl Into<String>) -> Self {
+        LogConfig {
+            dir: dir.into(),
+            origin: origin.into(),
+            checkpoint_every_entries: 1000,
+            checkpoint_every: Duration::from_secs(1),
+            heartbeat_every: Duration::from_secs(60),
+            segment_max_bytes: 64 << 20,
+            checkpoint_copy_dir: None,
+            clock: system_clock(),
+        }
+    }
+}
+
+impl fmt::Debug for LogConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogConfig")
+            .field("dir", &self.dir)
+            .field("origin", &self.origin)
+            .field("checkpoint_every_entries", &self.checkpoint_every_entries)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("heartbeat_every", &self.heartbeat_every)
+            .field("segment_max_bytes", &self.segment_max_bytes)
+            .field("checkpoint_copy_dir", &self.checkpoint_copy_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+// === impl Log ===
+
+impl Log {
+    /// Opens (or creates) the log in `config.dir`: cuts a torn last line,
+    /// records a `recovered` entry if the last run did not stop cleanly, and
+    /// writes a `gateway_started` entry. Returns once those are durable.
+    pub fn open(config: LogConfig, key: SigningKey) -> Result<Log, LogError> {
+        if config.origin.is_empty() || config.origin.chars().any(|c| c == '+' || c.is_whitespace())
+        {
+            return Err(LogError::Config(format!(
+                "invalid origin `{}`",
+                config.origin
+            )));
+        }
+        if config.checkpoint_every_entries == 0 {
+            return Err(LogError::Config(
+                "checkpoint_every_entries must be at least 1".into(),
+            ));
+        }
+        fs::create_dir_all(&config.dir).map_err(|e| LogError::io("create", &config.dir, &e))?;
+        let (writer, recovery) = Writer::open(config.clone(), key)?;
+        let origin = config.origin.clone();
+        let vkey = writer.vkey.clone();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            health: Mutex::new(None),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("custody-log-commit".into())
+            .spawn(move || writer.run(&thread_shared))
+            .map_err(|e| LogError::Failed(format!("cannot start committer thread: {e}")))?;
+        let log = Log {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            origin,
+            vkey: vkey.clone(),
+        };
+        if let Some(body) = recovery {
+            log.append(body)?;
+        }
+        log.append(EntryBody::GatewayStarted {
+            software: concat!("custody-log ", env!("CARGO_PKG_VERSION")).into(),
+            vkey,
+        })?;
+        Ok(log)
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key of the checkpoint signing key (at open).
+    pub fn vkey(&self) -> &str {
+        &self.vkey
+    }
+
+    /// Appends an entry and returns once it is on disk (`fdatasync`).
+    /// Concurrent appends share one sync. An error means the entry is not
+    /// in the log and must not be acted on.
+    pub fn append(&self, body: EntryBody) -> Result<Appended, LogError> {
+        let encoded = body.encode()?;
+        let slot = self.submit(Op::Append(encoded))?;
+        slot.wait()
+    }
+
+    /// Like [`Log::append`] but never blocks the calling thread on I/O: the
+    /// returned future is woken by the committer thread.
+    pub fn append_async(&self, body: EntryBody) -> AppendFuture {
+        let inner = match body.encode() {
+            Err(e) => AppendFutureInner::Ready(Some(Err(e.into()))),
+            Ok(encoded) => match self.submit(Op::Append(encoded)) {
+                Ok(slot) => AppendFutureInner::Waiting(slot),
+                Err(e) => AppendFutureInner::Ready(Some(Err(e))),
+            },
+        };
+        AppendFuture { inner }
+    }
+
+    /// Writes a checkpoint now (even if nothing changed) and returns it.
+    pub fn checkpoint_now(&self) -> Result<SignedCheckpoint, LogError> {
+        let slot = self.submit(Op::Checkpoint)?;
+        slot.wait()
+    }
+
+    /// Switches the checkpoint signing key: appends a `key_rotated` entry,
+    /// seals it with a checkpoint under the old key, then writes a checkpoint
+    /// of the same tree under the new key, which is returned.
+    pub fn rotate_key(&self, new_key: SigningKey) -> Result<SignedCheckpoint, LogError> {
+        let slot = self.submit(Op::RotateKey(Box::new(new_key)))?;
+        slot.wait()
+    }
+
+    /// Closes the log: appends `gateway_stopped`, writes a final checkpoint
+    /// and stops the committer. Later calls return [`LogError::Closed`].
+    pub fn close(&self) -> Result<SignedCheckpoint, LogError> {
+        let slot = self.submit(Op::Close)?;
+        let result = slot.wait();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+        result
+    }
+
+    /// `Ok` while the log accepts appends; the error that failed it otherwise.
+    pub fn health(&self) -> Result<(), LogError> {
+        match &*lock(&self.shared.health) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn submit<T>(&self, make: Op) -> Result<Arc<Slot<T>>, LogError>
+    where
+        Slot<T>: IntoReply,
+    {
+        let slot = Arc::new(Slot::<T>::new());
+        let mut q = lock(&self.shared.queue);
+        if q.closed {
+            return Err(LogError::Closed);
+        }
+        if matches!(make, Op::Close) {
+            q.closed = true;
+        }
+        q.items.push_back(Item {
+            op: make,
+            reply: Slot::<T>::reply(&slot),
+        });
+        drop(q);
+        self.shared.wake.notify_one();
+        Ok(slot)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if lock(&self.thread).is_some() {
+            let _ = self.close();
+        }
+    }
+}
+
+impl fmt::Debug for Log {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Log")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl AppendFuture ===
+
+impl Future for AppendFuture {
+    type Output = Result<Appended, LogError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.inner {
+            AppendFutureInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(LogError::Closed))),
+            AppendFutureInner::Waiting(slot) => {
+                let mut st = lock(&slot.state);
+                match st.result.take() {
+                    Some(r) => Poll::Ready(r),
+                    None => {
+                        st.waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AppendFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AppendFuture")
+    }
+}
+
+// === Queue and completion slots ===
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    health: Mutex<Option<LogError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    closed: bool,
+}
+
+enum Op {
+    Append(String),
+    Checkpoint,
+    RotateKey(Box<SigningKey>),
+    Close,
+}
+
+struct Item {
+    op: Op,
+    reply: Reply,
+}
+
+enum Reply {
+    Appended(Arc<Slot<Appended>>),
+    Checkpoint(Arc<Slot<SignedCheckpoint>>),
+}
+
+struct Slot<T> {
+    state: Mutex<SlotState<T>>,
+    done: Condvar,
+}
+
+struct SlotState<T> {
+    result: Option<Result<T, LogError>>,
+    waker: Option<Waker>,
+}
+
+trait IntoReply {
+    fn reply(slot: &Arc<Self>) -> Reply;
+}
+
+impl IntoReply for Slot<Appended> {
+    fn reply(slot: &Arc<Self>) -> Reply {
+        Reply::Appended(Arc::clone(slot))
+    }
+}
+
+impl IntoReply for Slot<SignedCheckpoint> {
+    fn reply(slot: &Arc<Self>) -> Reply {
+        Reply::Checkpoint(Arc::clone(slot))
+    }
+}
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Slot {
+            state: Mutex::new(SlotState {
+                result: None,
+                waker: None,
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    fn complete(&self, r: Result<T, LogError>) {
+        let waker = {
+            let mut st = lock(&self.state);
+            st.result = Some(r);
+            st.waker.take()
+        };
+        self.done.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn wait(&self) -> Result<T, LogError> {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(r) = st.result.take() {
+                return r;
+            }
+            st = self
+                .done
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Reply {
+    fn fail(self, e: LogError) {
+        match self {
+            Reply::Appended(s) => s.complete(Err(e)),
+            Reply::Checkpoint(s) => s.complete(Err(e)),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not wedge the log; the data under these locks
+    // stays consistent because every critical section is a plain update.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// === The committer ===
+
+struct Writer {
+    cfg: LogConfig,
+    key: SigningKey,
+    vkey: String,
+    seg_index: u32,
+    seg_path: PathBuf,
+    seg: File,
+    seg_len: u64,
+    next_seq: u64,
+    prev: Hash,
+    last_time: Option<OffsetDateTime>,
+    tree: CompactTree,
+    ckpt_path: PathBuf,
+    ckpt: File,
+    ckpt_len: u64,
+    sealed_size: u64,
+    last_checkpoint_at: Instant,
+    first_unsealed_at: Option<Instant>,
+    failed: Option<LogError>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Scans the existing log, cuts a torn tail, and returns the writer plus
+    /// the `recovered` entry to write if the last run did not stop cleanly.
+    fn open(cfg: LogConfig, key: SigningKey) -> Result<(Writer, Option<EntryBody>), LogError> {
+        let dir = cfg.dir.clone();
+        let segments = storage::list_segments(&dir).map_err(|e| LogError::io("list", &dir, &e))?;
+        let mut tree = CompactTree::new();
+        let mut prev = Hash::default();
+        let mut last: Option<Entry> = None;
+        let mut cut: Option<(String, Vec<u8>)> = None;
+        let n = segments.len();
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let data = fs::read(path).map_err(|e| LogError::io("read", path, &e))?;
+            let (lines, tail) = storage::split_lines(&data);
+            for line in &lines {
+                let h = leaf_hash(line);
+                tree.push(h);
+                prev = h;
+            }
+            if !tail.is_empty() {
+                if i + 1 != n {
+                    return Err(LogError::Corrupt {
+                        path: path.display().to_string(),
+                        reason: "segment before the last ends in a partial line".into(),
+                    });
+                }
+                let name = path
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                cut = Some((name, tail.to_vec()));
+                let keep = (data.len() - tail.len()) as u64;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| LogError::io("open", path, &e))?;
+                f.set_len(keep)
+                    .map_err(|e| LogError::io("truncate", path, &e))?;
+                f.sync_all().map_err(|e| LogError::io("fsync", path, &e))?;
+            }
+            if let Some(line) = lines.last() {
+                let e = Entry::decode(line).map_err(|e| LogError::Corrupt {
+                    path: path.display().to_string(),
+                    reason: format!("last entry does not decode: {e}"),
+                })?;
+                last = Some(e);
+            }
+        }
+        if let Some(e) = &last {
+            if e.origin != cfg.origin {
+                return Err(LogError::Corrupt {
+                    path: dir.display().to_string(),
+                    reason: format!("log origin is `{}`, not `{}`", e.origin, cfg.origin),
+                });
+            }
+            if e.seq + 1 != tree.size() {
+                return Err(LogError::Corrupt {
+                    path: dir.display().to_string(),
+                    reason: format!(
+                        "last entry has seq {} but the log holds {} entries",
+                        e.seq,
+                        tree.size()
+                    ),
+                });
+            }
+        }
+        let (seg_index, seg_path) = match segments.last() {
+            Some((i, p)) => (*i, p.clone()),
+            None => (0, dir.join(storage::segment_name(0))),
+        };
+        let seg = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&seg_path)
+            .map_err(|e| LogError::io("open", &seg_path, &e))?;
+        if segments.is_empty() {
+            storage::sync_dir(&dir).map_err(|e| LogError::io("fsync", &dir, &e))?;
+        }
+        let seg_len = seg
+            .metadata()
+            .map_err(|e| LogError::io("stat", &seg_path, &e))?
+            .len();
+
+        // Checkpoints: cut a torn last line the same way; remember the size sealed.
+        let ckpt_path = dir.join(CHECKPOINTS_FILE);
+        let mut sealed_size = 0;
+        let mut ckpt_data = Vec::new();
+        if let Ok(mut f) = File::open(&ckpt_path) {
+            f.read_to_end(&mut ckpt_data)
+                .map_err(|e| LogError::io("read", &ckpt_path, &e))?;
+        }
+        let (ck_lines, ck_tail) = storage::split_lines(&ckpt_data);
+        if let Some(line) = ck_lines.last() {
+            if let Ok(l) = serde_json::from_slice::<CheckpointLine>(line) {
+                if let Ok((cp, _)) = SignedCheckpoint::parse(&l.note) {
+                    sealed_size = cp.checkpoint.size;
+                }
+            }
+        }
+        let ckpt = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ckpt_path)
+            .map_err(|e| LogError::io("open", &ckpt_path, &e))?;
+        let ckpt_len = (ckpt_data.len() - ck_tail.len()) as u64;
+        if !ck_tail.is_empty() {
+            ckpt.set_len(ckpt_len)
+                .map_err(|e| LogError::io("truncate", &ckpt_path, &e))?;
+            ckpt.sync_all()
+                .map_err(|e| LogError::io("fsync", &ckpt_path, &e))?;
+        }
+        storage::sync_dir(&dir).map_err(|e| LogError::io("fsync", &dir, &e))?;
+
+        let unclean = last
+            .as_ref()
+            .is_some_and(|e| !matches!(e.body, EntryBody::GatewayStopped { .. }));
+        let recovery = if unclean || cut.is_some() {
+            let (segment, bytes) = cut.unwrap_or_default();
+            Some(EntryBody::Recovered {
+                segment,
+                cut_bytes: bytes.len() as u64,
+                cut_sha256: hex::encode(Sha256::digest(&bytes)),
+            })
+        } else {
+            None
+        };
+        let vkey = vkey(&cfg.origin, &key.verifying_key());
+        let size = tree.size();
+        Ok((
+            Writer {
+                key,
+                vkey,
+                seg_index,
+                seg_path,
+                seg,
+                seg_len,
+                next_seq: size,
+                prev,
+                last_time: last.map(|e| e.time),
+                tree,
+                ckpt_path,
+                ckpt,
+                ckpt_len,
+                sealed_size: sealed_size.min(size),
+                last_checkpoint_at: Instant::now(),
+                first_unsealed_at: (sealed_size < size).then(Instant::now),
+                failed: None,
+                buf: Vec::with_capacity(1 << 16),
+                cfg,
+            },
+            recovery,
+        ))
+    }
+
+    fn run(mut self, shared: &Shared) {
+        let mut batch: Vec<Item> = Vec::new();
+        loop {
+            {
+                let mut q = lock(&shared.queue);
+                while q.items.is_empty() {
+                    let wait = self.next_deadline();
+                    let (guard, timeout) = shared
+                        .wake
+                        .wait_timeout(q, wait)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    q = guard;
+                    if timeout.timed_out() && q.items.is_empty() {
+                        break;
+                    }
+                }
+                batch.extend(q.items.drain(..));
+            }
+            let closing = self.process(&mut batch, shared);
+            if closing {
+                // Fail anything that raced in after the close.
+                let rest: Vec<Item> = lock(&shared.queue).items.drain(..).collect();
+                for item in rest {
+                    item.reply.fail(LogError::Closed);
+                }
+                return;
+            }
+            if self.failed.is_none() {
+                if let Err(e) = self.timed_checkpoint() {
+                    self.fail(shared, e);
+                }
+            }
+        }
+    }
+
+    /// Time until the next checkpoint or heartbeat is due.
+    fn next_deadline(&self) -> Duration {
+        let heartbeat = self
+            .cfg
+            .heartbeat_every
+            .saturating_sub(self.last_checkpoint_at.elapsed());
+        let sealing = match self.first_unsealed_at {
+            Some(t) => self.cfg.checkpoint_every.saturating_sub(t.elapsed()),
+            None => heartbeat,
+        };
+        heartbeat.min(sealing).max(Duration::from_millis(1))
+    }
+
+    fn timed_checkpoint(&mut self) -> Result<(), LogError> {
+        let unsealed = self.tree.size() - self.sealed_size;
+        let due = unsealed >= self.cfg.checkpoint_every_entries
+            || self
+                .first_unsealed_at
+                .is_some_and(|t| t.elapsed() >= self.cfg.checkpoint_every)
+            || self.last_checkpoint_at.elapsed() >= self.cfg.heartbeat_every;
+        if due {
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Handles one batch. Returns `true` when the log was closed.
+    fn process(&mut self, batch: &mut Vec<Item>, shared: &Shared) -> bool {
+        // Appends up to the first control operation go in one group commit.
+        let mut closing = false;
+        let mut pending: Vec<Item> = Vec::new();
+        for item in batch.drain(..) {
+            match item.op {
+                Op::Append(_) => pending.push(item),
+                _ => {
+                    self.commit(&mut pending, shared);
+                    closing |= self.control(item, shared);
+                }
+            }
+        }
+        self.commit(&mut pending, shared);
+        closing
+    }
+
+    fn control(&mut self, item: Item, shared: &Shared) -> bool {
+        let Reply::Checkpoint(slot) = item.reply else {
+            return false;
+        };
+        if let Some(e) = &self.failed {
+            slot.complete(Err(LogError::Failed(e.to_string())));
+            return matches!(item.op, Op::Close);
+        }
+        let closing = matches!(item.op, Op::Close);
+        let result = match item.op {
+            Op::Append(_) | Op::Checkpoint => self.write_checkpoint(),
+            Op::RotateKey(key) => self.rotate_key(*key, shared),
+            Op::Close => self
+                .append_internal(&EntryBody::GatewayStopped {
+                    reason: "shutdown".into(),
+                })
+                .and_then(|_| self.write_checkpoint()),
+        };
+        if let Err(e) = &result {
+            self.fail(shared, e.clone());
+        }
+        slot.complete(result);
+        closing
+    }
+
+    fn rotate_key(
+        &mut self,
+        key: SigningKey,
+        _shared: &Shared,
+    ) -> Result<SignedCheckpoint, LogError> {
+        let new_vkey = vkey(&self.cfg.origin, &key.verifying_key());
+        self.append_internal(&EntryBody::KeyRotated {
+            old_vkey: self.vkey.clone(),
+            new_vkey: new_vkey.clone(),
+        })?;
+        self.write_checkpoint()?;
+        self.key = key;
+        self.vkey = new_vkey;
+        self.write_checkpoint()
+    }
+
+    fn append_internal(&mut self, body: &EntryBody) -> Result<Appended, LogError> {
+        let encoded = body.encode()?;
+        let slot = Arc::new(Slot::<Appended>::new());
+        let mut one = vec![Item {
+            op: Op::Append(encoded),
+            reply: Reply::Appended(Arc::clone(&slot)),
+        }];
+        let dummy = Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            health: Mutex::new(None),
+        };
+        self.commit(&mut one, &dummy);
+        slot.wait()
+    }
+
+    /// Writes and syncs a batch of appends, then replies to each.
+    fn commit(&mut self, items: &mut Vec<Item>, shared: &Shared) {
+        if items.is_empty() {
+            return;
+        }
+        if let Some(e) = &self.failed {
+            let msg = e.to_string();
+            for item in items.drain(..) {
+                item.reply.fail(LogError::Failed(msg.clone()));
+            }
+            return;
+        }
+        self.buf.clear();
+        let mut results: Vec<Result<Appended, LogError>> = Vec::with_capacity(items.len());
+        let mut leaves: Vec<Hash> = Vec::with_capacity(items.len());
+        let (seq0, prev0, time0) = (self.next_seq, self.prev, self.last_time);
+        let now = entry::truncate_to_micros((self.cfg.clock)());
+        // Times never go backwards in the log, even if the clock does.
+        let time = match self.last_time {
+            Some(t) if t > now => t,
+            _ => now,
+        };
+        for item in items.iter() {
+            let Op::Append(body) = &item.op else { continue };
+            match entry::encode_with_body(self.next_seq, time, &self.cfg.origin, &self.prev, body) {
+                Ok(line) => {
+                    let h = leaf_hash(line.as_bytes());
+                    self.buf.extend_from_slice(line.as_bytes());
+                    self.buf.push(b'\n');
+                    results.push(Ok(Appended {
+                        seq: self.next_seq,
+                        leaf_hash: h,
+                    }));
+                    leaves.push(h);
+                    self.next_seq += 1;
+                    self.prev = h;
+                    self.last_time = Some(time);
+                }
+                Err(e) => results.push(Err(e.into())),
+            }
+        }
+        let written = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.seg
+                .write_all(&self.buf)
+                .map_err(|e| LogError::io("write", &self.seg_path, &e))
+                .and_then(|()| {
+                    self.seg
+                        .sync_data()
+                        .map_err(|e| LogError::io("fdatasync", &self.seg_path, &e))
+                })
+        };
+        match written {
+            Ok(()) => {
+                self.seg_len += self.buf.len() as u64;
+                for h in leaves {
+                    self.tree.push(h);
+                }
+                if self.first_unsealed_at.is_none() && self.tree.size() > self.sealed_size {
+                    self.first_unsealed_at = Some(Instant::now());
+                }
+                for (item, r) in items.drain(..).zip(results) {
+                    if let Reply::Appended(slot) = item.reply {
+                        slot.complete(r);
+                    }
+                }
+                if self.seg_len >= self.cfg.segment_max_bytes {
+                    if let Err(e) = self.rotate_segment() {
+                        self.fail(shared, e);
+                    }
+                } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries {
+                    if let Err(e) = self.write_checkpoint() {
+                        self.fail(shared, e);
+                    }
+                }
+            }
+            Err(e) => {
+                // Never leave a half entry that a later append would build on.
+                let _ = self.seg.set_len(self.seg_len);
+                let _ = self.seg.sync_all();
+                self.next_seq = seq0;
+                self.prev = prev0;
+                self.last_time = time0;
+                self.fail(shared, e.clone());
+                for item in items.drain(..) {
+                    item.reply.fail(e.clone());
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, shared: &Shared, e: LogError) {
+        if self.failed.is_none() {
+            self.failed = Some(e.clone());
+            *lock(&shared.health) = Some(e);
+        }
+    }
+
+    fn rotate_segment(&mut self) -> Result<(), LogError> {
+        self.write_checkpoint()?;
+        let next = self.seg_index + 1;
+        let path = self.cfg.dir.join(storage::segment_name(next));
+        let f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| LogError::io("create", &path, &e))?;
+        storage::sync_dir(&self.cfg.dir).map_err(|e| LogError::io("fsync", &self.cfg.dir, &e))?;
+        self.seg = f;
+        self.seg_index = next;
+        self.seg_path = path;
+        self.seg_len = 0;
+        Ok(())
+    }
+
+    fn write_checkpoint(&mut self) -> Result<SignedCheckpoint, LogError> {
+        let now = entry::truncate_to_micros((self.cfg.clock)());
+        let cp = Checkpoint {
+            origin: self.cfg.origin.clone(),
+            size: self.tree.size(),
+            root: self.tree.root(),
+            extensions: vec![format!("time {}", entry::format_time(now))],
+        };
+        let signed = cp.sign(&self.cfg.origin, &self.key)?;
+        let mut line = serde_json::to_vec(&CheckpointLine {
+            note: signed.note.clone(),
+        })
+        .map_err(|e| LogError::Failed(format!("encode checkpoint: {e}")))?;
+        line.push(b'\n');
+        let path = self.ckpt_path.clone();
+        let r = self
+            .ckpt
+            .write_all(&line)
+            .and_then(|()| self.ckpt.sync_data())
+            .map_err(|e| LogError::io("write", &path, &e));
+        if let Err(e) = r {
+            let _ = self.ckpt.set_len(self.ckpt_len);
+            return Err(e);
+        }
+        self.ckpt_len += line.len() as u64;
+        storage::write_atomic(
+            &self.cfg.dir,
+            LATEST_CHECKPOINT_FILE,
+            signed.note.as_bytes(),
+        )
+        .map_err(|e| LogError::io("write", &self.cfg.dir.join(LATEST_CHECKPOINT_FILE), &e))?;
+        if let Some(copy) = &self.cfg.checkpoint_copy_dir {
+            copy_checkpoint(copy, &signed)?;
+        }
+        self.sealed_size = cp.size;
+        self.last_checkpoint_at = Instant::now();
+        self.first_unsealed_at = None;
+        Ok(signed)
+    }
+}
+
+fn copy_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> Result<(), LogError> {
+    fs::create_dir_all(dir).map_err(|e| LogError::io("create", dir, &e))?;
+    storage::write_atomic(dir, LATEST_CHECKPOINT_FILE, signed.note.as_bytes())
+        .map_err(|e| LogError::io("write", &dir.join(LATEST_CHECKPOINT_FILE), &e))
+}

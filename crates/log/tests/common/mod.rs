@@ -1,0 +1,88 @@
+//! Shared test helpers.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use custody_log::{EntryBody, LogConfig, RequestOutcome};
+use ed25519_dalek::SigningKey;
+use time::OffsetDateTime;
+
+pub const ORIGIN: &str = "custody.test/log";
+
+pub fn key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+/// A clock that advances one millisecond per reading from a fixed start.
+pub fn stepping_clock() -> custody_log::Clock {
+    let t = Arc::new(AtomicI64::new(1_795_000_000_000));
+    Arc::new(move || {
+        let ms = t.fetch_add(1, Ordering::Relaxed);
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+    })
+}
+
+pub fn config(dir: &Path) -> LogConfig {
+    let mut c = LogConfig::new(dir, ORIGIN);
+    c.checkpoint_every_entries = 10;
+    c.checkpoint_every = Duration::from_secs(3600);
+    c.heartbeat_every = Duration::from_secs(3600);
+    c.clock = stepping_clock();
+    c
+}
+
+pub fn outcome(n: u64) -> EntryBody {
+    EntryBody::RequestOutcome(RequestOutcome {
+        request_id: format!("r-{n}"),
+        decision_seq: n,
+        status: 200,
+        bytes_in: n,
+        bytes_out: 2 * n,
+        upstream_request_id: None,
+        latency_us: 10,
+    })
+}
+
+/// Runs a future to completion on this thread (no async runtime).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Parker(Mutex<bool>, Condvar);
+    impl Wake for Parker {
+        fn wake(self: Arc<Self>) {
+            *self.0.lock().unwrap() = true;
+            self.1.notify_one();
+        }
+    }
+    let parker = Arc::new(Parker(Mutex::new(false), Condvar::new()));
+    let waker = Waker::from(Arc::clone(&parker));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        let mut woken = parker.0.lock().unwrap();
+        while !*woken {
+            woken = parker.1.wait(woken).unwrap();
+        }
+        *woken = false;
+    }
+}
+
+pub fn lines(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, p) in custody_log::storage::list_segments(dir).unwrap() {
+        let s = std::fs::read_to_string(p).unwrap();
+        out.extend(s.lines().map(str::to_owned));
+    }
+    out
+}

@@ -1,0 +1,179 @@
+//! The writer: durable appends, group commit, recovery, checkpoints.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use custody_log::merkle::{CompactTree, leaf_hash};
+use custody_log::{Entry, EntryBody, Log, SignedCheckpoint, parse_vkey, storage};
+
+#[test]
+fn appends_chain_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path()), key()).unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..25 {
+        seqs.push(log.append(outcome(i)).unwrap().seq);
+    }
+    assert_eq!(seqs, (1..26).collect::<Vec<_>>());
+    let cp = log.close().unwrap();
+    assert_eq!(cp.checkpoint.size, 27);
+    assert!(matches!(
+        log.append(outcome(0)),
+        Err(custody_log::LogError::Closed)
+    ));
+
+    let lines = lines(dir.path());
+    assert_eq!(lines.len(), 27);
+    let mut tree = CompactTree::new();
+    let mut prev = custody_log::Hash::default();
+    for (i, l) in lines.iter().enumerate() {
+        let e = Entry::decode(l.as_bytes()).unwrap();
+        assert_eq!(e.seq, i as u64);
+        assert_eq!(e.prev, prev);
+        assert_eq!(e.origin, ORIGIN);
+        prev = leaf_hash(l.as_bytes());
+        tree.push(prev);
+    }
+    assert!(matches!(
+        Entry::decode(lines[0].as_bytes()).unwrap().body,
+        EntryBody::GatewayStarted { .. }
+    ));
+    assert!(matches!(
+        Entry::decode(lines[26].as_bytes()).unwrap().body,
+        EntryBody::GatewayStopped { .. }
+    ));
+    let v = parse_vkey(&custody_log::vkey(ORIGIN, &key().verifying_key())).unwrap();
+    let latest = std::fs::read_to_string(dir.path().join(storage::LATEST_CHECKPOINT_FILE)).unwrap();
+    let opened = SignedCheckpoint::open(&latest, &v).unwrap();
+    assert_eq!(opened.checkpoint.root, tree.root());
+    assert_eq!(opened.checkpoint.size, 27);
+    // Every 10 entries plus the final one.
+    let ck = std::fs::read_to_string(dir.path().join(storage::CHECKPOINTS_FILE)).unwrap();
+    assert_eq!(ck.lines().count(), 3);
+}
+
+#[test]
+fn concurrent_appends_get_distinct_seqs_and_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(config(dir.path()), key()).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| log.append(outcome(t * 100 + i)).unwrap().seq)
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (1..401).collect::<Vec<_>>());
+    log.close().unwrap();
+    assert_eq!(lines(dir.path()).len(), 402);
+}
+
+#[test]
+fn append_async_resolves_without_a_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path()), key()).unwrap();
+    let futs: Vec<_> = (0..20).map(|i| log.append_async(outcome(i))).collect();
+    let seqs: Vec<u64> = futs.into_iter().map(|f| block_on(f).unwrap().seq).collect();
+    assert_eq!(seqs, (1..21).collect::<Vec<_>>());
+    fn is_send_static<T: Send + 'static>(_: &T) {}
+    is_send_static(&log.append_async(outcome(0)));
+    log.close().unwrap();
+}
+
+#[test]
+fn torn_tail_is_cut_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(config(dir.path()), key()).unwrap();
+        for i in 0..5 {
+            log.append(outcome(i)).unwrap();
+        }
+        // Simulate a crash: no close, then a half-written line.
+        std::mem::forget(log);
+    }
+    let seg = dir.path().join(storage::segment_name(0));
+    let mut data = std::fs::read(&seg).unwrap();
+    data.extend_from_slice(b"{\"seq\":6,\"time\":\"20");
+    std::fs::write(&seg, &data).unwrap();
+
+    let log = Log::open(config(dir.path()), key()).unwrap();
+    log.append(outcome(9)).unwrap();
+    log.close().unwrap();
+    let lines = lines(dir.path());
+    let rec = Entry::decode(lines[6].as_bytes()).unwrap();
+    match rec.body {
+        EntryBody::Recovered {
+            cut_bytes, segment, ..
+        } => {
+            assert_eq!(cut_bytes, 19);
+            assert_eq!(segment, storage::segment_name(0));
+        }
+        other => panic!("expected recovery entry, got {other:?}"),
+    }
+    assert!(matches!(
+        Entry::decode(lines[7].as_bytes()).unwrap().body,
+        EntryBody::GatewayStarted { .. }
+    ));
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(Entry::decode(l.as_bytes()).unwrap().seq, i as u64);
+    }
+}
+
+#[test]
+fn clean_reopen_has_no_recovery_entry_and_segments_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_max_bytes = 1000;
+    let log = Log::open(cfg.clone(), key()).unwrap();
+    for i in 0..30 {
+        log.append(outcome(i)).unwrap();
+    }
+    log.close().unwrap();
+    let log = Log::open(cfg, key()).unwrap();
+    log.close().unwrap();
+    let segs = storage::list_segments(dir.path()).unwrap();
+    assert!(segs.len() > 3, "{segs:?}");
+    let lines = lines(dir.path());
+    assert_eq!(lines.len(), 34);
+    assert!(lines.iter().all(|l| !l.contains("\"recovered\"")));
+}
+
+#[test]
+fn heartbeat_checkpoints_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.heartbeat_every = std::time::Duration::from_millis(20);
+    let log = Log::open(cfg, key()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    log.close().unwrap();
+    let ck = std::fs::read_to_string(dir.path().join(storage::CHECKPOINTS_FILE)).unwrap();
+    assert!(ck.lines().count() >= 3, "{ck}");
+}
+
+#[test]
+fn oversized_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path()), key()).unwrap();
+    let big = EntryBody::GatewayStopped {
+        reason: "x".repeat(70_000),
+    };
+    assert!(log.append(big).is_err());
+    assert_eq!(log.append(outcome(1)).unwrap().seq, 1);
+    log.close().unwrap();
+}
