@@ -1,0 +1,187 @@
+//! ARN patterns as written in a policy's `Resource` / `NotResource`, and their matching.
+//!
+//! Matching is segment-aware, like IAM: an ARN is `arn:partition:service:region:account:resource`;
+//! a wildcard in the partition, service, region or account segment matches within that segment
+//! only, while the resource segment (which may itself contain `:` and `/`) is matched as a whole,
+//! so `arn:aws:s3:::b/*` covers `arn:aws:s3:::b/a/b:c`. Matching is case-sensitive, as in IAM.
+//! The pattern `*` alone matches every resource, including the `*` a request carries for an
+//! action that has no resource; any other pattern never matches that `*`.
+
+use crate::wildcard;
+
+/// A parsed `Resource` entry: `*` or a six-part ARN that may contain `*` / `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ArnPattern {
+    /// The entry exactly as written (rendered back unchanged).
+    pub(crate) text: String,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Any,
+    /// Byte offsets of the four `:` that end partition, service, region and account.
+    Arn {
+        cuts: [usize; 5],
+        literal: bool,
+    },
+}
+
+/// Why an ARN (pattern) is malformed. Displayed after the field name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MalformedArn(pub(crate) &'static str);
+
+/// The segments of a concrete ARN: partition, service, region, account, resource.
+pub(crate) type Segments<'a> = [&'a str; 5];
+
+/// Split `arn:partition:service:region:account:resource` into its five segments after `arn`.
+pub(crate) fn split(arn: &str) -> Result<Segments<'_>, MalformedArn> {
+    let Some(rest) = arn.strip_prefix("arn:") else {
+        return Err(MalformedArn("an arn starts with `arn:`"));
+    };
+    let mut parts = rest.splitn(5, ':');
+    let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(MalformedArn(
+            "an arn has six colon-separated parts: arn:partition:service:region:account:resource",
+        ));
+    };
+    if partition.is_empty() {
+        return Err(MalformedArn("the partition is empty"));
+    }
+    if service.is_empty() {
+        return Err(MalformedArn("the service is empty"));
+    }
+    if resource.is_empty() {
+        return Err(MalformedArn("the resource part is empty"));
+    }
+    Ok([partition, service, region, account, resource])
+}
+
+// === impl ArnPattern ===
+
+impl ArnPattern {
+    /// Parse a policy `Resource` entry.
+    pub(crate) fn parse(text: &str) -> Result<Self, MalformedArn> {
+        if text == "*" {
+            return Ok(Self {
+                text: text.to_owned(),
+                kind: Kind::Any,
+            });
+        }
+        let segments = split(text)?;
+        let mut cuts = [0usize; 5];
+        let mut at = "arn:".len();
+        for (cut, seg) in cuts.iter_mut().zip(segments.iter()) {
+            *cut = at;
+            at += seg.len() + 1;
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            kind: Kind::Arn {
+                cuts,
+                literal: !wildcard::has_wildcard(text),
+            },
+        })
+    }
+
+    /// Whether this pattern matches a request resource: `*` or an already split ARN
+    /// (`None` for the request's `*`).
+    pub(crate) fn matches(&self, resource: &str, segments: Option<&Segments<'_>>) -> bool {
+        match (&self.kind, segments) {
+            (Kind::Any, _) => true,
+            (Kind::Arn { .. }, None) => false,
+            (Kind::Arn { literal: true, .. }, Some(_)) => self.text == resource,
+            (Kind::Arn { cuts, .. }, Some(have)) => {
+                let want = self.segments(cuts);
+                want.iter()
+                    .zip(have.iter())
+                    .all(|(w, h)| wildcard::matches(w, h, false))
+            }
+        }
+    }
+
+    fn segments<'a>(&'a self, cuts: &[usize; 5]) -> Segments<'a> {
+        let t = self.text.as_str();
+        let seg = |i: usize| -> &'a str {
+            let start = cuts[i];
+            let end = cuts.get(i + 1).map_or(t.len(), |&next| next - 1);
+            t.get(start..end).unwrap_or("")
+        };
+        [seg(0), seg(1), seg(2), seg(3), seg(4)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ArnPattern, split};
+
+    fn m(pattern: &str, resource: &str) -> bool {
+        let p = ArnPattern::parse(pattern).unwrap_or_else(|e| unreachable!("{pattern}: {e:?}"));
+        let segs = if resource == "*" {
+            None
+        } else {
+            Some(split(resource).unwrap_or_else(|e| unreachable!("{resource}: {e:?}")))
+        };
+        p.matches(resource, segs.as_ref())
+    }
+
+    #[test]
+    fn segment_aware() {
+        let rows = [
+            ("*", "arn:aws:s3:::b/k", true),
+            ("*", "*", true),
+            ("arn:aws:s3:::*", "*", false),
+            ("arn:aws:s3:::b/*", "arn:aws:s3:::b/a/b:c", true),
+            ("arn:aws:s3:::b/*", "arn:aws:s3:::B/k", false),
+            ("arn:aws:s3:::b", "arn:aws:s3:::b", true),
+            ("arn:aws:s3:::b", "arn:aws:s3:::b/k", false),
+            ("arn:aws:s3:::b?", "arn:aws:s3:::bb", true),
+            // A wildcard in the region segment stays in it.
+            (
+                "arn:aws:dynamodb:*:123:table/t",
+                "arn:aws:dynamodb:eu-west-1:123:table/t",
+                true,
+            ),
+            // A plain glob would let `*` swallow `us-east-1:999`; IAM does not.
+            (
+                "arn:aws:sqs:*:123:q",
+                "arn:aws:sqs:us-east-1:999:123:q",
+                false,
+            ),
+            (
+                "arn:aws:sqs:us-*-1:*:q",
+                "arn:aws:sqs:us-east-1:123456789012:q",
+                true,
+            ),
+            (
+                "arn:aws:sqs:us-*-1:*:q",
+                "arn:aws:sqs:eu-west-1:123456789012:q",
+                false,
+            ),
+            ("arn:*:s3:::b/*", "arn:aws-cn:s3:::b/x", true),
+        ];
+        for (pattern, resource, want) in rows {
+            assert_eq!(m(pattern, resource), want, "`{pattern}` vs `{resource}`");
+        }
+    }
+
+    #[test]
+    fn malformed() {
+        for bad in [
+            "",
+            "s3:::b",
+            "arn:aws:s3",
+            "arn:aws:s3:::",
+            "arn::s3:::b",
+            "arn:aws::::b",
+        ] {
+            assert!(ArnPattern::parse(bad).is_err(), "`{bad}` should be refused");
+        }
+    }
+}
