@@ -105,8 +105,10 @@ pub struct GrantEvent {
     pub task_id: String,
     /// Who or which rule caused the event.
     pub by: String,
-    /// The grant as it stands after the event (`custody_grant::Grant` as JSON).
-    pub grant: Option<serde_json::Value>,
+    /// The grant as it stands after the event (scope included; a grant
+    /// holds no secret). Needed on `activated` so the verifier can
+    /// re-evaluate later decisions.
+    pub grant: Option<custody_grant::Grant>,
 }
 
 /// A decision about one request.
@@ -124,8 +126,8 @@ pub struct RequestDecision {
     pub service: String,
     /// Operation name.
     pub operation: String,
-    /// IAM actions, resources, region and source (`custody_grant::AccessRequest` as JSON).
-    pub access: serde_json::Value,
+    /// IAM actions with their resources, region, source IP, request count.
+    pub access: custody_grant::AccessRequest,
     /// Whether the request was allowed.
     pub allowed: bool,
     /// Why.
@@ -327,7 +329,7 @@ mod tests {
                 identity: "alice".into(),
                 task_id: "t-1".into(),
                 by: "rule:auto".into(),
-                grant: Some(serde_json::json!({"id": "g-1", "scope": {"Version": "2012-10-17"}})),
+                grant: None,
             }),
             EntryBody::RequestDecision(RequestDecision {
                 grant_id: "g-1".into(),
@@ -336,7 +338,14 @@ mod tests {
                 request_id: "r-1".into(),
                 service: "s3".into(),
                 operation: "GetObject".into(),
-                access: serde_json::json!({"actions": [{"action": "s3:GetObject", "resources": ["arn:aws:s3:::b/k"]}]}),
+                access: custody_grant::AccessRequest {
+                    actions: vec![custody_grant::ActionRequest {
+                        action: "s3:GetObject".into(),
+                        resources: vec!["arn:aws:s3:::b/k".into()],
+                    }],
+                    region: Some("us-east-1".into()),
+                    ..Default::default()
+                },
                 allowed: true,
                 reason: "allowed by statement 0 \"quoted\"\nnewline".into(),
                 grant_event_seq: Some(1),
