@@ -1,1 +1,2 @@
+//! Request-path benchmarks for custody-sigv4.
 fn main() {}

@@ -3,3 +3,11 @@
 //!
 //! Pure logic: every function takes its inputs and a time and returns a value; no I/O.
 #![forbid(unsafe_code)]
+
+pub mod body;
+pub mod canonical;
+pub mod chunked;
+pub mod error;
+pub mod key;
+pub mod resign;
+pub mod verify;
