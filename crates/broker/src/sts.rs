@@ -410,11 +410,16 @@ impl StsBroker {
             message,
         };
         let (code, message, status) = match &err {
-            SdkError::ServiceError(ctx) => (
-                ctx.err().code().unwrap_or_default().to_owned(),
-                ctx.err().message().unwrap_or_default().to_owned(),
-                ctx.raw().status().as_u16(),
-            ),
+            SdkError::ServiceError(ctx) => {
+                let (code, message) = match ctx.err().code() {
+                    Some(code) if !code.is_empty() => (
+                        code.to_owned(),
+                        ctx.err().message().unwrap_or_default().to_owned(),
+                    ),
+                    _ => raw_error(ctx.raw()),
+                };
+                (code, message, ctx.raw().status().as_u16())
+            }
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
                 return Failure::Transient(unavailable(DisplayErrorContext(&err).to_string()));
             }
@@ -472,6 +477,32 @@ impl StsBroker {
             }),
         }
     }
+}
+
+/// Code and message from an error body the SDK could not parse. AWS-compatible servers
+/// (moto, for one) wrap query-protocol errors as `<ErrorResponse><Errors><Error>`, which the
+/// SDK does not read; the code is also in the `x-amzn-ErrorType` header some send.
+fn raw_error(raw: &aws_smithy_runtime_api::http::Response) -> (String, String) {
+    let body = raw
+        .body()
+        .bytes()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = body.find(&open)? + open.len();
+        let len = body[start..].find(&close)?;
+        Some(body[start..start + len].trim().to_owned())
+    };
+    let code = element("Code")
+        .or_else(|| {
+            raw.headers()
+                .get("x-amzn-errortype")
+                .map(|v| v.split(':').next().unwrap_or_default().to_owned())
+        })
+        .unwrap_or_default();
+    (code, element("Message").unwrap_or_default())
 }
 
 impl RoleBroker for StsBroker {

@@ -36,12 +36,17 @@ for user in plan.get("users", []):
     }
 
 for role in plan.get("roles", []):
+    # A role with no trusted users trusts only a foreign account, so nobody here may
+    # assume it (IAM rejects an empty principal list).
+    principals = [out["users"][p]["arn"] for p in role["trusted_users"]] or [
+        "arn:aws:iam::111122223333:root"
+    ]
     trust = {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"AWS": [out["users"][p]["arn"] for p in role["trusted_users"]]},
+                "Principal": {"AWS": principals},
                 "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
             }
         ],

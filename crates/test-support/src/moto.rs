@@ -45,7 +45,8 @@ pub struct UserSpec {
 pub struct RoleSpec {
     /// Role name.
     pub name: String,
-    /// Users (by name, from [`Bootstrap::users`]) the trust policy allows to assume it.
+    /// Users (by name, from [`Bootstrap::users`]) the trust policy allows to assume it;
+    /// empty means only a foreign account is trusted, so no bootstrapped user may.
     pub trusted_users: Vec<String>,
     /// Inline permission policy documents.
     pub policies: Vec<serde_json::Value>,
@@ -109,6 +110,18 @@ impl Bootstrap {
         self.roles.push(RoleSpec {
             name: name.into(),
             trusted_users: vec!["custody-gateway".into()],
+            policies: vec![policy],
+            max_session_duration: 3600,
+        });
+        self
+    }
+
+    /// Add a role with one inline policy that no bootstrapped user may assume (its trust
+    /// policy names only a foreign account).
+    pub fn untrusted_role(mut self, name: &str, policy: serde_json::Value) -> Self {
+        self.roles.push(RoleSpec {
+            name: name.into(),
+            trusted_users: Vec::new(),
             policies: vec![policy],
             max_session_duration: 3600,
         });
