@@ -7,6 +7,7 @@
 pub mod body;
 pub mod canonical;
 pub mod chunked;
+pub mod classify;
 pub mod error;
 pub mod key;
 pub mod resign;

@@ -1,0 +1,465 @@
+//! From request to operation: pick the service by signing name and protocol hints, find
+//! the operation (`X-Amz-Target`, `Action=`, or REST route), then derive actions and
+//! resources from the operation's data and, where needed, its handler.
+
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::data::{Loc, OpData, Service, registry};
+use super::json::parse_strict;
+use super::request::{Params, content_type, header};
+use super::resources::{ArnCtx, MemberValue, eval_groups, partition};
+use super::route::split_path;
+use super::{
+    ActionOnResources, Classification, ClassifyError, ClassifyInput, ErrorFormat, Protocol,
+    handlers,
+};
+
+/// A request with its operation found and its parameters parsed.
+pub(crate) struct Req<'a> {
+    pub(crate) input: &'a ClassifyInput<'a>,
+    pub(crate) service: &'static Service,
+    pub(crate) op: &'static OpData,
+    /// The protocol the request arrived in (legacy SQS query requests: `Query`).
+    pub(crate) protocol: Protocol,
+    /// Query-protocol parameters: query string plus form body.
+    pub(crate) params: Params,
+    /// The URL query string.
+    pub(crate) query: Params,
+    /// Decoded URI labels of REST requests.
+    pub(crate) labels: Labels,
+    /// Parsed JSON body (JSON protocols, and REST-JSON operations with body members).
+    pub(crate) json: Option<Value>,
+    /// Member values a handler supplies instead of the request's (SQS queue URL in path).
+    pub(crate) overrides: Vec<(String, MemberValue)>,
+}
+
+/// See [`super::classify`].
+pub(crate) fn classify(input: &ClassifyInput<'_>) -> Result<Classification, ClassifyError> {
+    let mut req = find_operation(input)?;
+    handlers::prepare(&mut req)?;
+    let ctx = ArnCtx {
+        partition: partition(input.region),
+        region: input.region,
+        account: input.account_id,
+    };
+    let resources = eval_groups(&req.op.res, ctx, &mut |name| req.member(name))?;
+    let mut cls = Classification {
+        service: req.service.data.service.clone(),
+        operation: req.op.name.clone(),
+        protocol: req.protocol,
+        actions: vec![ActionOnResources {
+            action: req.op.action.clone(),
+            resources,
+        }],
+        mints_credentials: req.op.mints,
+        context: BTreeMap::new(),
+    };
+    handlers::apply(&req, ctx, &mut cls)?;
+    Ok(cls)
+}
+
+/// See [`super::needs_body`].
+pub(crate) fn needs_body(
+    signing_name: &str,
+    method: &http::Method,
+    headers: &HeaderMap,
+    path: &str,
+    query: Option<&str>,
+) -> bool {
+    let Ok(registry) = registry() else {
+        return false;
+    };
+    let Some(service) = registry.by_signing_name(signing_name).into_iter().next() else {
+        return false;
+    };
+    match service.protocol {
+        Protocol::Json | Protocol::Query | Protocol::Ec2 => true,
+        Protocol::RestJson | Protocol::RestXml => {
+            let query = Params::parse(query.unwrap_or_default().as_bytes());
+            match route(service, method, path, &query, headers) {
+                Ok((op, _)) => {
+                    handlers::needs_body(op) || op.mem.values().any(|(loc, _)| *loc == Loc::Body)
+                }
+                Err(_) => false,
+            }
+        }
+    }
+}
+
+/// See [`super::error_format`].
+pub(crate) fn error_format(signing_name: &str, headers: &HeaderMap) -> ErrorFormat {
+    let json_hint = headers.contains_key("x-amz-target")
+        || headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    let service = registry()
+        .ok()
+        .and_then(|r| r.by_signing_name(signing_name).into_iter().next());
+    match service {
+        Some(s) if s.protocol == Protocol::Json && s.data.query_compatible && !json_hint => {
+            ErrorFormat::Xml
+        }
+        Some(s) => s.protocol.error_format(),
+        None if json_hint => ErrorFormat::Json,
+        None => ErrorFormat::Xml,
+    }
+}
+
+/// Finds the service and operation and parses what the rest of classification reads.
+fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyError> {
+    let registry = registry()?;
+    let candidates = registry.by_signing_name(input.signing_name);
+    let query = Params::parse(input.query.unwrap_or_default().as_bytes());
+    let target = header(input.headers, "x-amz-target")?;
+    let unrecognised = |service: &Service, reason: String| ClassifyError::Unrecognised {
+        service: service.data.service.clone(),
+        reason,
+    };
+    // Several services may share a signing name: the protocol hints pick one.
+    let service = match candidates.as_slice() {
+        [] => {
+            return Err(ClassifyError::UnknownService {
+                signing_name: input.signing_name.to_owned(),
+            });
+        }
+        [one] => *one,
+        many => pick_service(many, target, &query)?,
+    };
+    let mut req = Req {
+        input,
+        service,
+        op: service
+            .data
+            .operations
+            .first()
+            .ok_or_else(|| ClassifyError::Data("service without operations".into()))?,
+        protocol: service.protocol,
+        params: Params::default(),
+        query,
+        labels: Vec::new(),
+        json: None,
+        overrides: Vec::new(),
+    };
+    match service.protocol {
+        Protocol::Json => match target {
+            Some(target) => {
+                if req.query.contains("Action") {
+                    return Err(unrecognised(
+                        service,
+                        "both `X-Amz-Target` and an `Action` parameter".into(),
+                    ));
+                }
+                let (prefix, name) = target.rsplit_once('.').ok_or_else(|| {
+                    unrecognised(
+                        service,
+                        format!("`X-Amz-Target` `{target}` has no operation"),
+                    )
+                })?;
+                if Some(prefix) != service.data.target_prefix.as_deref() {
+                    return Err(unrecognised(
+                        service,
+                        format!("`X-Amz-Target` prefix `{prefix}` is not this service's"),
+                    ));
+                }
+                req.op = service
+                    .op(name)
+                    .ok_or_else(|| ClassifyError::UnknownOperation {
+                        service: service.data.service.clone(),
+                        operation: name.to_owned(),
+                    })?;
+                // Absent body: members read from it fail with `BodyRequired` later.
+                req.json = input.body.map(json_body).transpose()?;
+            }
+            None if service.data.query_compatible => query_operation(&mut req)?,
+            None => {
+                return Err(unrecognised(service, "no `X-Amz-Target` header".into()));
+            }
+        },
+        Protocol::Query | Protocol::Ec2 => {
+            if target.is_some() {
+                return Err(unrecognised(
+                    service,
+                    "`X-Amz-Target` on a query-protocol service".into(),
+                ));
+            }
+            query_operation(&mut req)?;
+        }
+        Protocol::RestJson | Protocol::RestXml => {
+            let (op, labels) = route(service, input.method, input.path, &req.query, input.headers)?;
+            req.op = op;
+            req.labels = labels;
+            if service.protocol == Protocol::RestJson
+                && op.mem.values().any(|(loc, _)| *loc == Loc::Body)
+            {
+                req.json = input.body.map(json_body).transpose()?;
+            }
+        }
+    }
+    Ok(req)
+}
+
+/// Chooses among services sharing a signing name by protocol hints.
+fn pick_service(
+    candidates: &[&'static Service],
+    target: Option<&str>,
+    query: &Params,
+) -> Result<&'static Service, ClassifyError> {
+    let fits = |s: &&&'static Service| match s.protocol {
+        Protocol::Json => match (target, &s.data.target_prefix) {
+            (Some(t), Some(p)) => t.rsplit_once('.').is_some_and(|(tp, _)| tp == p),
+            (None, _) => s.data.query_compatible && query.contains("Action"),
+            _ => false,
+        },
+        Protocol::Query | Protocol::Ec2 => target.is_none(),
+        Protocol::RestJson | Protocol::RestXml => target.is_none() && !query.contains("Action"),
+    };
+    let mut fitting = candidates.iter().filter(fits);
+    match (fitting.next(), fitting.next()) {
+        (Some(one), None) => Ok(one),
+        (Some(a), Some(b)) => Err(ClassifyError::Ambiguous {
+            first: a.data.service.clone(),
+            second: b.data.service.clone(),
+        }),
+        (None, _) => Err(ClassifyError::Unrecognised {
+            service: candidates
+                .first()
+                .map(|s| s.data.signing_name.clone())
+                .unwrap_or_default(),
+            reason: "no service of this signing name fits the request's protocol".into(),
+        }),
+    }
+}
+
+/// Query protocol: `Action` from the query string and/or a form body, exactly once.
+fn query_operation(req: &mut Req<'_>) -> Result<(), ClassifyError> {
+    let service = req.service;
+    let mut params = req.query.clone();
+    if let Some(body) = req.input.body.filter(|b| !b.is_empty()) {
+        match content_type(req.input.headers)?.as_deref() {
+            None | Some("application/x-www-form-urlencoded") => params.extend(Params::parse(body)),
+            Some(other) => {
+                return Err(ClassifyError::Malformed {
+                    part: "body",
+                    reason: format!("content type `{other}` is not a form for a query request"),
+                });
+            }
+        }
+    }
+    if let Some(dup) = params.first_duplicate() {
+        return Err(ClassifyError::DuplicateParameter {
+            name: dup.to_owned(),
+        });
+    }
+    let action = params
+        .get("Action")?
+        .ok_or_else(|| ClassifyError::Unrecognised {
+            service: service.data.service.clone(),
+            reason: "no `Action` parameter".into(),
+        })?;
+    req.op = service
+        .op(action)
+        .ok_or_else(|| ClassifyError::UnknownOperation {
+            service: service.data.service.clone(),
+            operation: action.to_owned(),
+        })?;
+    if service.protocol == Protocol::Json {
+        req.protocol = Protocol::Query;
+    }
+    req.params = params;
+    Ok(())
+}
+
+/// Parses a JSON body strictly; an empty body is `{}`.
+fn json_body(body: &[u8]) -> Result<Value, ClassifyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(serde_json::Map::new()));
+    }
+    let v = parse_strict(body)?;
+    if !v.is_object() {
+        return Err(ClassifyError::Malformed {
+            part: "json body",
+            reason: "not an object".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// Decoded URI label values, `(label, value)`.
+pub(crate) type Labels = Vec<(String, String)>;
+
+/// Matches a REST request against the service's routes.
+pub(crate) fn route(
+    service: &'static Service,
+    method: &http::Method,
+    path: &str,
+    query: &Params,
+    headers: &HeaderMap,
+) -> Result<(&'static OpData, Labels), ClassifyError> {
+    let raw = split_path(path)?;
+    let xid = query.get("x-id")?;
+    // (specificity, operation, labels): more discriminators, then more literal segments,
+    // then not a deprecated alias.
+    let mut best: Vec<((usize, usize, bool), &'static OpData, Labels)> = Vec::new();
+    for (i, template) in &service.routes {
+        let Some(op) = service.data.operations.get(*i) else {
+            continue;
+        };
+        if op.method.as_deref() != Some(method.as_str()) {
+            continue;
+        }
+        let Some(labels) = template.matches(&raw)? else {
+            continue;
+        };
+        let mut disc_ok = true;
+        for (k, v) in &op.disc {
+            let ok = match v {
+                None => query.contains(k),
+                Some(v) => query.get(k)? == Some(v.as_str()),
+            };
+            disc_ok &= ok;
+        }
+        if !disc_ok {
+            continue;
+        }
+        if let Some(h) = &op.requires_header {
+            if amz_value(headers, query, h)?.is_none() {
+                continue;
+            }
+        }
+        if let Some(h) = &op.forbids_header {
+            if amz_value(headers, query, h)?.is_some() {
+                continue;
+            }
+        }
+        if xid.is_some_and(|x| x != op.name) {
+            continue;
+        }
+        let score = (op.disc.len(), template.literals(), op.alias.is_none());
+        best.push((score, op, labels));
+    }
+    best.sort_by_key(|b| std::cmp::Reverse(b.0));
+    let mut it = best.into_iter();
+    let Some((score, op, labels)) = it.next() else {
+        return Err(ClassifyError::Unrecognised {
+            service: service.data.service.clone(),
+            reason: format!("no operation matches `{method} {path}`"),
+        });
+    };
+    if let Some((next, other, _)) = it.next() {
+        if next == score {
+            return Err(ClassifyError::Ambiguous {
+                first: op.name.clone(),
+                second: other.name.clone(),
+            });
+        }
+    }
+    if service.protocol == Protocol::RestXml {
+        // S3 names subresources with query keys: a key we do not know could make S3 do
+        // something other than what we classified.
+        if let Some(dup) = query.first_duplicate() {
+            return Err(ClassifyError::DuplicateParameter {
+                name: dup.to_owned(),
+            });
+        }
+        for k in query.keys() {
+            let known = op.disc.iter().any(|(d, _)| d == k)
+                || op.qkeys.iter().any(|q| q == k)
+                || k == "x-id"
+                || k.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"));
+            if !known {
+                return Err(ClassifyError::UnknownParameter {
+                    name: k.to_owned(),
+                    operation: op.name.clone(),
+                });
+            }
+        }
+    }
+    Ok((op, labels))
+}
+
+/// An `x-amz-*` value that S3 accepts as a header or (presigned) as a query parameter;
+/// an error if given more than once.
+pub(crate) fn amz_value<'h>(
+    headers: &'h HeaderMap,
+    query: &'h Params,
+    name: &str,
+) -> Result<Option<&'h str>, ClassifyError> {
+    let h = header(headers, name)?;
+    let mut q = None;
+    for k in query.keys() {
+        if k.eq_ignore_ascii_case(name) {
+            if q.is_some() || h.is_some() {
+                return Err(ClassifyError::DuplicateParameter {
+                    name: name.to_owned(),
+                });
+            }
+            q = query.get(k)?;
+        }
+    }
+    Ok(h.or(q))
+}
+
+// === impl Req ===
+
+impl Req<'_> {
+    /// The value of an input member, from wherever the operation's data says it travels.
+    pub(crate) fn member(&self, name: &str) -> Result<Option<MemberValue>, ClassifyError> {
+        if let Some((_, v)) = self.overrides.iter().find(|(n, _)| n == name) {
+            return Ok(Some(v.clone()));
+        }
+        let Some((loc, wire)) = self.op.mem.get(name) else {
+            return Ok(None);
+        };
+        let one = |v: Option<&str>| v.map(|s| MemberValue::One(s.to_owned()));
+        match loc {
+            Loc::Uri => Ok(self
+                .labels
+                .iter()
+                .find(|(n, _)| n == wire)
+                .map(|(_, v)| MemberValue::One(v.clone()))),
+            Loc::Query => Ok(one(self.query.get(wire)?)),
+            Loc::Header => Ok(one(header(self.input.headers, wire)?)),
+            Loc::Xml => Ok(None),
+            Loc::Body => match self.protocol {
+                Protocol::Query | Protocol::Ec2 => Ok(one(self.params.get(wire)?)),
+                Protocol::Json | Protocol::RestJson | Protocol::RestXml => {
+                    let Some(json) = &self.json else {
+                        return Err(ClassifyError::BodyRequired {
+                            operation: self.op.name.clone(),
+                        });
+                    };
+                    json_member(json, wire)
+                }
+            },
+        }
+    }
+}
+
+/// A top-level JSON member as a value: strings and numbers, or a list of them.
+pub(crate) fn json_member(json: &Value, key: &str) -> Result<Option<MemberValue>, ClassifyError> {
+    let scalar = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let invalid = |v: &Value| ClassifyError::InvalidParameter {
+        name: key.to_owned(),
+        value: v.to_string(),
+    };
+    match json.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| scalar(i).ok_or_else(|| invalid(i)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| Some(MemberValue::Many(v))),
+        Some(v) => scalar(v)
+            .map(MemberValue::One)
+            .map(Some)
+            .ok_or_else(|| invalid(v)),
+    }
+}

@@ -1,0 +1,174 @@
+//! REST URI templates (`/{Bucket}/{Key+}`, `/2015-03-31/functions/{FunctionName}`) and
+//! matching raw request paths against them.
+//!
+//! Paths are matched as received: split on `/` without normalisation (S3 keys may contain
+//! `//`, `..` and `%2F`), then each label is percent-decoded on its own; a greedy label
+//! (`{Key+}`) takes the raw rest of the path and decodes it as a whole.
+
+use percent_encoding::percent_decode_str;
+
+use super::ClassifyError;
+
+/// One path segment of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Literal(String),
+    Label(String),
+    Greedy(String),
+}
+
+/// A parsed URI template path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Template {
+    segs: Vec<Seg>,
+}
+
+impl Template {
+    /// Parses a path template (no query part).
+    pub(crate) fn parse(path: &str) -> Result<Self, String> {
+        let rest = path
+            .strip_prefix('/')
+            .ok_or_else(|| format!("template `{path}` does not start with `/`"))?;
+        let mut segs = Vec::new();
+        if !rest.is_empty() {
+            for s in rest.split('/') {
+                let seg = match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(label) => match label.strip_suffix('+') {
+                        Some(greedy) => Seg::Greedy(greedy.to_owned()),
+                        None => Seg::Label(label.to_owned()),
+                    },
+                    None if s.contains('{') => {
+                        return Err(format!("template `{path}` has a partial label"));
+                    }
+                    None => Seg::Literal(s.to_owned()),
+                };
+                segs.push(seg);
+            }
+        }
+        if segs
+            .iter()
+            .take(segs.len().saturating_sub(1))
+            .any(|s| matches!(s, Seg::Greedy(_)))
+        {
+            return Err(format!(
+                "template `{path}` has a greedy label before its end"
+            ));
+        }
+        Ok(Template { segs })
+    }
+
+    /// Number of literal segments: more literals is a more specific route.
+    pub(crate) fn literals(&self) -> usize {
+        self.segs
+            .iter()
+            .filter(|s| matches!(s, Seg::Literal(_)))
+            .count()
+    }
+
+    /// Matches raw path segments; returns the decoded label values.
+    pub(crate) fn matches(
+        &self,
+        raw: &[&str],
+    ) -> Result<Option<Vec<(String, String)>>, ClassifyError> {
+        let mut labels = Vec::new();
+        for (i, seg) in self.segs.iter().enumerate() {
+            match seg {
+                Seg::Literal(l) => {
+                    if raw.get(i) != Some(&l.as_str()) {
+                        return Ok(None);
+                    }
+                }
+                Seg::Label(name) => match raw.get(i) {
+                    Some(v) if !v.is_empty() => labels.push((name.clone(), decode(v)?)),
+                    _ => return Ok(None),
+                },
+                Seg::Greedy(name) => {
+                    let rest = raw.get(i..).unwrap_or_default().join("/");
+                    if rest.is_empty() {
+                        return Ok(None);
+                    }
+                    labels.push((name.clone(), decode(&rest)?));
+                    return Ok(Some(labels));
+                }
+            }
+        }
+        // A single trailing slash is allowed (`/bucket/` is the bucket).
+        let n = self.segs.len();
+        let exact = raw.len() == n || (raw.len() == n + 1 && raw.last() == Some(&""));
+        Ok(exact.then_some(labels))
+    }
+}
+
+/// Splits a raw request path into raw segments.
+pub(crate) fn split_path(path: &str) -> Result<Vec<&str>, ClassifyError> {
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| ClassifyError::Malformed {
+            part: "path",
+            reason: format!("`{path}` does not start with `/`"),
+        })?;
+    Ok(if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    })
+}
+
+/// Percent-decodes a path piece (no `+` → space: that is a query convention).
+pub(crate) fn decode(raw: &str) -> Result<String, ClassifyError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ClassifyError::Malformed {
+            part: "path",
+            reason: format!("`{raw}` is not utf-8 once percent-decoded"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
+    use super::*;
+
+    fn m(t: &str, p: &str) -> Option<Vec<(String, String)>> {
+        Template::parse(t)
+            .unwrap()
+            .matches(&split_path(p).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn greedy_keeps_slashes_and_dots() {
+        let l = m("/{Bucket}/{Key+}", "/b//a/../c%2Fd%20e").unwrap();
+        assert_eq!(l[0], ("Bucket".into(), "b".into()));
+        assert_eq!(l[1], ("Key".into(), "/a/../c/d e".into()));
+        assert!(m("/{Bucket}/{Key+}", "/b/").is_none());
+        assert!(m("/{Bucket}/{Key+}", "/b").is_none());
+    }
+
+    #[test]
+    fn labels_literals_and_trailing_slash() {
+        assert!(m("/{Bucket}", "/b/").is_some());
+        assert!(m("/{Bucket}", "/").is_none());
+        assert!(m("/", "/").is_some());
+        let l = m(
+            "/2015-03-31/functions/{FunctionName}/invocations",
+            "/2015-03-31/functions/f%3A1/invocations",
+        )
+        .unwrap();
+        assert_eq!(l[0].1, "f:1");
+        assert!(
+            m(
+                "/2015-03-31/functions/{FunctionName}",
+                "/2015-03-31/functions/f/invocations"
+            )
+            .is_none()
+        );
+        assert!(Template::parse("/{A+}/b").is_err());
+    }
+}

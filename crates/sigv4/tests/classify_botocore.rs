@@ -1,0 +1,203 @@
+//! Coverage: every operation of every classified service, serialised by botocore itself
+//! (`tools/gen_vectors.py`), must classify to the right operation with at least one
+//! action. Needs `python3` with the pinned botocore (CI installs it).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use custody_sigv4::classify::{ClassifyError, ClassifyInput, classify, needs_body};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde::Deserialize;
+
+/// Operations that are *expected* to be denied, with the reason. They still run: the test
+/// checks they fail the way this list says.
+const EXCLUDED: &[(&str, &str, &str)] = &[
+    (
+        "s3",
+        "ListDirectoryBuckets",
+        "signed for `s3express` (directory buckets), a signing name outside the allowlist",
+    ),
+    (
+        "s3",
+        "WriteGetObjectResponse",
+        "signed for `s3-object-lambda`, a signing name outside the allowlist",
+    ),
+];
+
+#[derive(Deserialize)]
+struct Vectors {
+    botocore: String,
+    vectors: Vec<Vector>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    service: String,
+    operation: String,
+    protocol: String,
+    method: Option<String>,
+    url: Option<String>,
+    headers: Option<Vec<(String, String)>>,
+    body: Option<String>,
+    signing_name: Option<String>,
+    error: Option<String>,
+}
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python(args: &[&str]) -> std::process::Output {
+    Command::new("python3")
+        .args(args)
+        .current_dir(crate_dir())
+        .output()
+        .expect("python3 with botocore is needed for the classification coverage tests")
+}
+
+/// `alias → operation` from the overrides: a deprecated twin may classify as its successor.
+fn aliases() -> BTreeMap<String, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("../data/overrides.json")).unwrap();
+    let mut out = BTreeMap::new();
+    for (_, svc) in v["services"].as_object().unwrap() {
+        if let Some(a) = svc.get("aliases").and_then(|a| a.as_object()) {
+            for (k, t) in a {
+                out.insert(k.clone(), t.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn classify_every_botocore_operation() {
+    let out = python(&["tools/gen_vectors.py"]);
+    assert!(
+        out.status.success(),
+        "gen_vectors.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vectors: Vectors = serde_json::from_slice(&out.stdout).unwrap();
+    let data_version = include_str!("../data/s3.json")
+        .split("\"botocore\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    assert_eq!(
+        vectors.botocore, data_version,
+        "installed botocore differs from the one the data was generated with"
+    );
+    let aliases = aliases();
+    let mut failures = Vec::new();
+    let (mut ok, mut excluded) = (0usize, 0usize);
+    let mut per_service: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for v in &vectors.vectors {
+        let label = format!("{} {} ({})", v.service, v.operation, v.protocol);
+        let entry = per_service.entry(v.service.clone()).or_default();
+        entry.1 += 1;
+        if let Some(e) = &v.error {
+            failures.push(format!("{label}: botocore could not build it: {e}"));
+            continue;
+        }
+        let url = v.url.as_deref().unwrap();
+        let after_scheme = &url[url.find("://").unwrap() + 3..];
+        let path_and_query = &after_scheme[after_scheme.find('/').unwrap()..];
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        let mut headers = HeaderMap::new();
+        for (k, val) in v.headers.as_deref().unwrap() {
+            let bytes: Vec<u8> = val.chars().map(|c| c as u8).collect();
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(&bytes).unwrap(),
+            );
+        }
+        let method = Method::from_bytes(v.method.as_deref().unwrap().as_bytes()).unwrap();
+        let body = hex::decode(v.body.as_deref().unwrap()).unwrap();
+        // Unsigned operations (sts:AssumeRoleWithSAML/WebIdentity) carry no scope.
+        let signing_name = v.signing_name.clone().unwrap_or_else(|| v.service.clone());
+        // Give the body only when the proxy would have buffered it.
+        let give_body = needs_body(&signing_name, &method, &headers, path, query);
+        let input = ClassifyInput {
+            method: &method,
+            path,
+            query,
+            headers: &headers,
+            body: give_body.then_some(body.as_slice()),
+            signing_name: &signing_name,
+            region: "us-east-1",
+            account_id: "123456789012",
+        };
+        let result = classify(&input);
+        if let Some((_, _, why)) = EXCLUDED
+            .iter()
+            .find(|(s, o, _)| *s == v.service && *o == v.operation)
+        {
+            match result {
+                Err(ClassifyError::UnknownService { .. }) => excluded += 1,
+                other => failures.push(format!(
+                    "{label}: excluded ({why}) but classified as {other:?}"
+                )),
+            }
+            continue;
+        }
+        match result {
+            Ok(c) => {
+                let expected = aliases.get(&v.operation).unwrap_or(&v.operation);
+                let sane = !c.actions.is_empty()
+                    && c.actions.iter().all(|a| {
+                        a.action.contains(':')
+                            && !a.resources.is_empty()
+                            && a.resources
+                                .iter()
+                                .all(|r| r == "*" || r.starts_with("arn:"))
+                    });
+                if (c.operation == v.operation || &c.operation == expected) && sane {
+                    ok += 1;
+                    entry.0 += 1;
+                } else {
+                    failures.push(format!("{label}: classified as {c:?}"));
+                }
+            }
+            Err(e) => failures.push(format!(
+                "{label}: {e} [{} {path_and_query}]",
+                v.method.as_deref().unwrap()
+            )),
+        }
+    }
+    let total = vectors.vectors.len() - excluded;
+    for (service, (good, all)) in &per_service {
+        println!("  {service:<16} {good}/{all}");
+    }
+    println!(
+        "classified {ok}/{total} operations ({:.1}%), {excluded} excluded as expected denials",
+        100.0 * ok as f64 / total as f64
+    );
+    assert!(
+        failures.is_empty(),
+        "{} operations not classified:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn generated_data_is_fresh() {
+    let out = python(&["tools/gen_classify_data.py", "--check"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
