@@ -11,8 +11,7 @@
 //! least the count handed out. When a count passes its reservation, the store reserves
 //! [`USE_RESERVATION`] more and writes the file before answering. After a crash the count
 //! restarts from the reservation, so a budget can be under-used by up to that many requests
-//! but never exceeded (fail closed). [`FileGrantStore::flush`] (also run on drop) writes the
-//! exact counts.
+//! but never exceeded (fail closed). Dropping the store writes the exact counts.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -115,16 +114,20 @@ impl FileGrantStore {
         &self.path
     }
 
-    /// Write the exact request counts (instead of their reservations) to the file.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        let _w = self.lock_writer();
-        let state = self.read();
-        for e in state.by_id.values() {
-            e.reserved
-                .store(e.uses.load(Ordering::SeqCst), Ordering::SeqCst);
+    /// Write the exact request counts (instead of their reservations), if they differ.
+    /// Needs exclusive access: with concurrent `record_use` calls, lowering a reservation
+    /// could race a count being handed out.
+    fn flush_exact(&mut self) -> Result<(), StoreError> {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let mut dirty = false;
+        for e in state.by_id.values_mut() {
+            let uses = *e.uses.get_mut();
+            dirty |= std::mem::replace(e.reserved.get_mut(), uses) != uses;
         }
-        let bytes = encode(&state, None)?;
-        drop(state);
+        if !dirty {
+            return Ok(());
+        }
+        let bytes = encode(state, None)?;
         self.write_file(&bytes)
     }
 
@@ -192,7 +195,7 @@ impl FileGrantStore {
 impl Drop for FileGrantStore {
     fn drop(&mut self) {
         // Best effort: without it, counts restart from their (higher) reservations.
-        let _ = self.flush();
+        let _ = self.flush_exact();
     }
 }
 
