@@ -415,6 +415,11 @@ fn parse_auth(parts: &Parts) -> Result<AuthParams, AuthError> {
             "both an Authorization header and presigned query parameters".to_owned(),
         )),
         (None, None) => {
+            if query_param(query, "AWSAccessKeyId")?.is_some() {
+                return Err(AuthError::NotImplemented(
+                    "signature version 2 is not supported".to_owned(),
+                ));
+            }
             if query_param(query, "X-Amz-Credential")?.is_some() {
                 return Err(AuthError::IncompleteSignature(
                     "presigned query without X-Amz-Algorithm".to_owned(),
