@@ -1,0 +1,176 @@
+//! The concrete parts behind the proxy's seams: the file grant store as the
+//! `GrantDirectory`, the session log as the `LogSink`, the STS broker as the
+//! `CredentialSource`. Metrics are taken here, where every decision passes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use aws_credential_types::Credentials;
+use custody_broker::{GrantCredentialsRequest, RoleBroker};
+use custody_grant::{AccessKeyId, Grant, GrantId, GrantStore};
+use custody_log::{EntryBody, Log, RequestDecision, RequestOutcome};
+use custody_proxy::{
+    BoxFuture, CredentialError, CredentialSource, DecisionRecord, GrantDirectory, GrantEntry,
+    LogSink, OutcomeRecord, SinkError,
+};
+
+use crate::metrics::{Metrics, RequestLabels, ResultLabels};
+
+/// Grant id → sequence number of the entry that activated it.
+pub type Activations = Arc<Mutex<HashMap<String, u64>>>;
+
+/// The grant store, as the proxy sees it.
+pub struct StoreDirectory {
+    /// The store.
+    pub store: Arc<dyn GrantStore>,
+    /// Activation entries, for the decision's link to its authorising event.
+    pub activations: Activations,
+}
+
+impl GrantDirectory for StoreDirectory {
+    fn lookup(&self, access_key_id: &str) -> Option<GrantEntry> {
+        let key = AccessKeyId::parse(access_key_id).ok()?;
+        let (grant, secret) = self.store.get_by_access_key(&key).ok()??;
+        let activation_seq = self
+            .activations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(grant.id.as_str())
+            .copied();
+        Some(GrantEntry {
+            grant,
+            secret: Arc::from(secret.expose_secret()),
+            activation_seq,
+        })
+    }
+
+    fn count_request(&self, grant_id: &str) -> Result<u64, String> {
+        let id = GrantId::parse(grant_id).map_err(|e| e.to_string())?;
+        self.store.record_use(&id).map_err(|e| e.to_string())
+    }
+}
+
+/// The session log, as the proxy sees it.
+pub struct LogAdapter {
+    /// The log.
+    pub log: Arc<Log>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl LogSink for LogAdapter {
+    fn record_decision(&self, r: DecisionRecord) -> BoxFuture<'static, Result<u64, SinkError>> {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                decision: if r.allowed { "allowed" } else { "denied" }.into(),
+                service: r.service.clone().unwrap_or_else(|| "unknown".into()),
+            })
+            .inc();
+        let (grant_id, identity, task_id) = match &r.grant {
+            Some(g) => (
+                g.id.as_str().to_owned(),
+                g.identity.clone(),
+                g.task.id.clone(),
+            ),
+            None => (String::new(), String::new(), String::new()),
+        };
+        let reason = match (&r.grant, &r.access_key_id) {
+            (None, Some(akid)) => format!("{} (access key id `{akid}`)", r.reason),
+            _ => r.reason,
+        };
+        let body = EntryBody::RequestDecision(RequestDecision {
+            grant_id,
+            identity,
+            task_id,
+            request_id: r.request_id,
+            service: r.service.unwrap_or_default(),
+            operation: r.operation.unwrap_or_default(),
+            access: r.access,
+            allowed: r.allowed,
+            reason,
+            grant_event_seq: r.grant_event_seq,
+            source: r.source.to_string(),
+            body_sha256: r.body_sha256,
+        });
+        self.append(body)
+    }
+
+    fn record_outcome(&self, r: OutcomeRecord) -> BoxFuture<'static, Result<u64, SinkError>> {
+        self.metrics
+            .upstream_latency
+            .observe(r.latency_us as f64 / 1e6);
+        let body = EntryBody::RequestOutcome(RequestOutcome {
+            request_id: r.request_id,
+            decision_seq: r.decision_seq,
+            status: r.status,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            upstream_request_id: r.upstream_request_id,
+            latency_us: r.latency_us,
+        });
+        self.append(body)
+    }
+}
+
+impl LogAdapter {
+    fn append(&self, body: EntryBody) -> BoxFuture<'static, Result<u64, SinkError>> {
+        let fut = self.log.append_async(body);
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            match fut.await {
+                Ok(appended) => {
+                    metrics.log_append.observe(started.elapsed().as_secs_f64());
+                    Ok(appended.seq)
+                }
+                Err(e) => {
+                    metrics.log_failures.inc();
+                    Err(SinkError(e.to_string()))
+                }
+            }
+        })
+    }
+}
+
+/// The STS broker, as the proxy sees it.
+pub struct BrokerSource {
+    /// The broker.
+    pub broker: Arc<dyn RoleBroker>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl CredentialSource for BrokerSource {
+    fn credentials(&self, grant: &Grant) -> BoxFuture<'_, Result<Credentials, CredentialError>> {
+        let grant_id = grant.id.as_str().to_owned();
+        let policy = grant.scope.session_policy();
+        let request = policy.map(|p| GrantCredentialsRequest {
+            grant_id: grant_id.clone(),
+            role_arn: grant.role_arn.clone(),
+            session_policy: Some(p),
+            source_identity: grant.identity.clone(),
+            task_id: grant.task.id.clone(),
+            expires_at: grant.expires_at.into(),
+        });
+        Box::pin(async move {
+            let request = request.map_err(|e| CredentialError {
+                grant_id: grant_id.clone(),
+                message: e.to_string(),
+            })?;
+            let result = self.broker.credentials(&request).await;
+            let label = if result.is_ok() { "ok" } else { "error" };
+            self.metrics
+                .broker_calls
+                .get_or_create(&ResultLabels {
+                    result: label.into(),
+                })
+                .inc();
+            result.map_err(|e| CredentialError {
+                grant_id,
+                message: e.to_string(),
+            })
+        })
+    }
+}

@@ -1,0 +1,476 @@
+//! `custody.toml`: every key optional, every default embedded, unknown keys refused.
+//!
+//! Each key is documented in `docs/configuration.md`; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where grants, the log and keys live.
+    pub data_dir: PathBuf,
+    /// The listener agents talk to (SigV4 requests).
+    pub agent: Listener,
+    /// The listener operators and agent runtimes talk to (admin API, health, metrics).
+    pub admin: AdminConfig,
+    /// Where requests go.
+    pub upstream: UpstreamSection,
+    /// How scoped credentials are obtained.
+    pub broker: BrokerSection,
+    /// The session log.
+    pub log: LogSection,
+    /// Roles that may be granted.
+    pub roles: Vec<RoleConfig>,
+    /// People (approvers, requesters) with their own admin-API tokens.
+    pub people: Vec<PersonConfig>,
+    /// Agent identities allowed to request grants for themselves.
+    pub agents: Vec<AgentConfig>,
+    /// Request-path limits.
+    pub limits: Limits,
+}
+
+/// A listener address with optional TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listener {
+    /// Address to bind, e.g. `127.0.0.1:8432`.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; TLS is on when both this and `tls_key` are set.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The admin listener and its authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// The admin bearer token. Prefer `token_env` or `token_file`; if none is set the
+    /// gateway generates a random token into `<data_dir>/admin.token` (mode 0600).
+    pub token: Option<String>,
+    /// Name of an environment variable holding the admin token.
+    pub token_env: Option<String>,
+    /// A file holding the admin token.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Upstream settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSection {
+    /// Send every service to this AWS-compatible endpoint instead of AWS.
+    pub endpoint: Option<String>,
+    /// Default region for grants that name none.
+    pub region: String,
+}
+
+/// Broker settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSection {
+    /// STS endpoint override (defaults to the upstream endpoint override, else AWS).
+    pub endpoint: Option<String>,
+    /// Region for STS calls (defaults to the upstream region).
+    pub region: Option<String>,
+    /// Refresh credentials this many seconds before they expire.
+    pub refresh_margin_secs: u64,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Log directory (default `<data_dir>/log`).
+    pub dir: Option<PathBuf>,
+    /// The log's origin line in checkpoints (default `custody.local/<hostname>`).
+    pub origin: Option<String>,
+    /// Write a checkpoint at least every this many entries.
+    pub checkpoint_every_entries: u64,
+    /// … and at least every this many milliseconds while entries arrive.
+    pub checkpoint_interval_ms: u64,
+    /// Heartbeat checkpoint when idle, every this many milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Rotate segments at this size.
+    pub segment_max_bytes: u64,
+    /// Also copy every checkpoint into this directory (mount something the gateway host
+    /// cannot rewrite, e.g. a bucket with Object Lock).
+    pub checkpoint_copy_dir: Option<PathBuf>,
+}
+
+/// A role that may be granted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Short name used in grant requests.
+    pub name: String,
+    /// The IAM role the gateway assumes for grants on it.
+    pub arn: String,
+    /// Longest grant lifetime, in seconds.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_secs: u64,
+    /// How many distinct approvers a grant needs (0 = no approval).
+    #[serde(default = "one")]
+    pub approvals_required: u32,
+    /// Approve automatically when the scope is read-only and the TTL is at most this many
+    /// seconds (0 = never).
+    #[serde(default)]
+    pub auto_approve_read_only_ttl_secs: u64,
+    /// Regions grants on this role may use (empty = the upstream region).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Who may approve grants on this role (names from `[[people]]`, or `admin` for the
+    /// admin token). Empty = every person and `admin`.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+}
+
+/// A person with their own token: may request grants and, where a role lists them,
+/// approve or deny them. Their name is what the log records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonConfig {
+    /// The person's name, e.g. `alice`.
+    pub name: String,
+    /// SHA-256 (hex) of the person's bearer token.
+    pub token_sha256: String,
+}
+
+/// An agent identity that may request grants for itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The identity, e.g. `agent:report-bot`.
+    pub identity: String,
+    /// SHA-256 (hex) of the agent's bearer token, so the config holds no secret.
+    pub token_sha256: String,
+}
+
+/// Request-path limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest body buffered for classification (JSON and query protocols), in bytes.
+    pub max_buffered_body: usize,
+    /// How often expired grants are swept, in milliseconds.
+    pub expiry_sweep_ms: u64,
+}
+
+fn default_max_ttl() -> u64 {
+    3600
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A config that could not be loaded: which file, and why (toml names the key and line).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or mistyped key.
+    #[error("config `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's account, naming the key.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("config `{path}`: key `{key}`: {reason}")]
+    Invalid {
+        /// The file (or `<defaults>`).
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+// === impl Config ===
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("custody-data"),
+            agent: Listener {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
+                tls_cert: None,
+                tls_key: None,
+            },
+            admin: AdminConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8433)),
+                tls_cert: None,
+                tls_key: None,
+                token: None,
+                token_env: None,
+                token_file: None,
+            },
+            upstream: UpstreamSection::default(),
+            broker: BrokerSection::default(),
+            log: LogSection::default(),
+            roles: Vec::new(),
+            people: Vec::new(),
+            agents: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            refresh_margin_secs: 300,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            origin: None,
+            checkpoint_every_entries: 1000,
+            checkpoint_interval_ms: 1000,
+            heartbeat_interval_ms: 60_000,
+            segment_max_bytes: 64 << 20,
+            checkpoint_copy_dir: None,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_buffered_body: 1 << 20,
+            expiry_sweep_ms: 1000,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Config::default().admin
+    }
+}
+
+impl Default for Listener {
+    fn default() -> Self {
+        Config::default().agent
+    }
+}
+
+impl Config {
+    /// Load `path`, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            let config = Self::default();
+            config.validate(Path::new("<defaults>"))?;
+            return Ok(config);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().replace('\n', " ").trim().to_owned(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            reason,
+        };
+        if self.agent.listen == self.admin.listen {
+            return Err(invalid(
+                "admin.listen",
+                "must differ from `agent.listen`: agents and admins never share a port".into(),
+            ));
+        }
+        for (key, l) in [
+            ("agent", (&self.agent.tls_cert, &self.agent.tls_key)),
+            ("admin", (&self.admin.tls_cert, &self.admin.tls_key)),
+        ] {
+            if l.0.is_some() != l.1.is_some() {
+                return Err(invalid(
+                    &format!("{key}.tls_cert"),
+                    "`tls_cert` and `tls_key` must be set together".into(),
+                ));
+            }
+        }
+        if let Some(endpoint) = &self.upstream.endpoint {
+            custody_proxy::upstream::UpstreamConfig::from_endpoint(endpoint)
+                .map_err(|e| invalid("upstream.endpoint", e))?;
+        }
+        if let Some(endpoint) = &self.broker.endpoint {
+            custody_proxy::upstream::UpstreamConfig::from_endpoint(endpoint)
+                .map_err(|e| invalid("broker.endpoint", e))?;
+        }
+        if self.log.checkpoint_every_entries == 0 {
+            return Err(invalid(
+                "log.checkpoint_every_entries",
+                "must be at least 1".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, role) in self.roles.iter().enumerate() {
+            if !names.insert(role.name.as_str()) {
+                return Err(invalid(
+                    &format!("roles[{i}].name"),
+                    format!("duplicate role `{}`", role.name),
+                ));
+            }
+            if !role.arn.starts_with("arn:") || !role.arn.contains(":role/") {
+                return Err(invalid(
+                    &format!("roles[{i}].arn"),
+                    format!("`{}` is not an IAM role arn", role.arn),
+                ));
+            }
+            if !(900..=43_200).contains(&role.max_ttl_secs) {
+                return Err(invalid(
+                    &format!("roles[{i}].max_ttl_secs"),
+                    format!(
+                        "{} is outside what STS accepts (900 to 43200)",
+                        role.max_ttl_secs
+                    ),
+                ));
+            }
+        }
+        let is_sha = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        for (i, agent) in self.agents.iter().enumerate() {
+            if !is_sha(&agent.token_sha256) {
+                return Err(invalid(
+                    &format!("agents[{i}].token_sha256"),
+                    "must be 64 hex digits (sha-256 of the token)".into(),
+                ));
+            }
+        }
+        for (i, person) in self.people.iter().enumerate() {
+            if !is_sha(&person.token_sha256) {
+                return Err(invalid(
+                    &format!("people[{i}].token_sha256"),
+                    "must be 64 hex digits (sha-256 of the token)".into(),
+                ));
+            }
+            if person.name == "admin" || person.name.is_empty() {
+                return Err(invalid(
+                    &format!("people[{i}].name"),
+                    format!("`{}` is reserved or empty", person.name),
+                ));
+            }
+        }
+        for (i, role) in self.roles.iter().enumerate() {
+            for a in &role.approvers {
+                if a != "admin" && !self.people.iter().any(|p| &p.name == a) {
+                    return Err(invalid(
+                        &format!("roles[{i}].approvers"),
+                        format!("`{a}` is not in `[[people]]`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The log directory.
+    pub fn log_dir(&self) -> PathBuf {
+        self.log
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("log"))
+    }
+
+    /// A role by name.
+    pub fn role(&self, name: &str) -> Option<&RoleConfig> {
+        self.roles.iter().find(|r| r.name == name)
+    }
+
+    /// The checkpoint interval.
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.log.checkpoint_interval_ms)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = Config::load(None).unwrap();
+        assert!(c.agent.listen.ip().is_loopback());
+        assert!(c.admin.listen.ip().is_loopback());
+        assert_eq!(c.data_dir, PathBuf::from("custody-data"));
+    }
+
+    #[test]
+    fn unknown_key_names_the_file_and_key() {
+        let err = Config::parse("[log]\ncheckpoint_every = 5\n", Path::new("c.toml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("c.toml") && msg.contains("checkpoint_every"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_role_arn_names_the_key() {
+        let text = "[[roles]]\nname = \"r\"\narn = \"not-an-arn\"\n";
+        let msg = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("roles[0].arn") && msg.contains("not-an-arn"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn shared_port_is_refused() {
+        let text = "[agent]\nlisten = \"127.0.0.1:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\"\n";
+        let msg = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("admin.listen"), "{msg}");
+    }
+}

@@ -1,0 +1,32 @@
+//! The Custody gateway: configuration, wiring, the admin API and CLI around the
+//! `custody-*` crates. `main.rs` only parses arguments and calls [`cli::run`].
+#![forbid(unsafe_code)]
+
+pub mod adapters;
+pub mod admin;
+pub mod admin_client;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod policy;
+pub mod server;
+
+pub use app::run;
+
+/// Structured logs to stderr; `RUST_LOG` filters (default `info` when serving, `warn`
+/// for CLI commands). `CUSTODY_LOG_FORMAT=json` switches to JSON lines.
+pub fn init_tracing(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("CUSTODY_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics served on the admin listener at `/metrics`.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels for the request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `allowed` or `denied`.
+    pub decision: String,
+    /// Service signing name, or `unknown`.
+    pub service: String,
+}
+
+/// Labels for broker calls.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Requests by decision and service.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Seconds from receipt to the end of a forwarded response.
+    pub upstream_latency: Histogram,
+    /// Seconds for a durable log append.
+    pub log_append: Histogram,
+    /// Credential lookups through the broker, by result.
+    pub broker_calls: Family<ResultLabels, Counter>,
+    /// Failed log appends (each one refused a request or lost an outcome).
+    pub log_failures: Counter,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("custody");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let upstream_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let log_append = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        let broker_calls = Family::<ResultLabels, Counter>::default();
+        let log_failures = Counter::default();
+        registry.register(
+            "requests",
+            "Agent requests by decision and service",
+            requests.clone(),
+        );
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from receipt to the end of a forwarded response",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "log_append_seconds",
+            "Durable log append latency",
+            log_append.clone(),
+        );
+        registry.register(
+            "broker_calls",
+            "Credential requests to the broker by result",
+            broker_calls.clone(),
+        );
+        registry.register(
+            "log_append_failures",
+            "Log appends that failed",
+            log_failures.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            upstream_latency,
+            log_append,
+            broker_calls,
+            log_failures,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

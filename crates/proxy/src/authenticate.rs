@@ -1,0 +1,279 @@
+//! Layer 1: who is asking. Verifies the SigV4 signature against the grant named by the
+//! access key id. Bodies the classifier needs (API calls) are buffered, up to a limit, and
+//! checked whole here; object bodies stream and are checked as they are forwarded.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use custody_sigv4::body::BodyPart;
+use custody_sigv4::chunked::ChunkEvent;
+use custody_sigv4::error::AuthError;
+use custody_sigv4::key::SigningSecret;
+use custody_sigv4::verify::{PayloadMode, Verification, VerifyOptions, verify};
+use http::{HeaderMap, Request, Response};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
+
+use crate::body::{ProxyBody, full};
+use crate::context::{ClientAddr, RequestCtx, Shared};
+use crate::error::{ErrorFormat, Refusal, RefusalKind};
+use crate::record::refuse;
+use crate::seams::{BoxFuture, GrantEntry};
+
+/// Verifies the agent's signature; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Authenticate<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Authenticate<S> {
+    /// The layer.
+    pub fn layer(shared: Arc<Shared>) -> impl Layer<S, Service = Self> + Clone {
+        tower::layer::layer_fn(move |inner| Self {
+            inner,
+            shared: shared.clone(),
+        })
+    }
+}
+
+impl<S> Service<Request<ProxyBody>> for Authenticate<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            let source = parts
+                .extensions
+                .get::<ClientAddr>()
+                .map(|a| a.0)
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            let now = shared.clock.now();
+            let mut ctx = RequestCtx::new(source, now);
+            ctx.format = early_format(&parts.headers, parts.uri.query());
+
+            let (verification, entry) = match check_head(&shared, &parts, now) {
+                Ok(ok) => ok,
+                Err((e, entry)) => {
+                    ctx.access_key_id = entry
+                        .as_ref()
+                        .map(|e| e.grant.access_key_id.as_str().to_owned());
+                    ctx.grant = entry;
+                    return Ok(refuse(&shared, ctx, auth_refusal(&e)).await);
+                }
+            };
+            ctx.access_key_id = Some(entry.grant.access_key_id.as_str().to_owned());
+            ctx.grant = Some(entry);
+
+            let (signing_name, pending) = match &verification {
+                Verification::Verified(v) => (v.service.clone(), false),
+                Verification::NeedsBody(_) => (
+                    scope_service(&parts.headers, parts.uri.query()).unwrap_or_default(),
+                    true,
+                ),
+            };
+            ctx.format = format_for(&signing_name, &parts.headers);
+            let buffer = pending
+                || custody_sigv4::classify::needs_body(
+                    &signing_name,
+                    &parts.method,
+                    &parts.headers,
+                    parts.uri.path(),
+                    parts.uri.query(),
+                );
+
+            let body = if buffer {
+                let bytes = match read_limited(body, shared.options.max_buffered_body).await {
+                    Ok(b) => b,
+                    Err(refusal) => return Ok(refuse(&shared, ctx, refusal).await),
+                };
+                let verified = match verification.with_body(&bytes) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
+                };
+                ctx.body_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+                // Classification reads the payload: for aws-chunked bodies, the decoded
+                // chunk data. What goes upstream is the body as received, verified again
+                // and re-signed chunk by chunk by the re-sign layer.
+                let payload = match decoded_payload(&verified, &bytes) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
+                };
+                ctx.buffered_body = Some(payload);
+                ctx.verified = Some(Arc::new(verified));
+                full(bytes)
+            } else {
+                let Verification::Verified(verified) = verification else {
+                    // `pending` forces buffering above.
+                    return Ok(refuse(
+                        &shared,
+                        ctx,
+                        Refusal::new(
+                            RefusalKind::SignatureDoesNotMatch,
+                            "signature needs the body",
+                        ),
+                    )
+                    .await);
+                };
+                // Streamed bodies are checked as they are forwarded (re-sign layer): each
+                // chunk, or the whole-body hash, before the bytes it covers leave.
+                ctx.verified = Some(Arc::new(verified));
+                body
+            };
+            parts.extensions.insert(ctx);
+            inner.call(Request::from_parts(parts, body)).await
+        })
+    }
+}
+
+/// Verify the head; on failure also return the grant entry if the key named one (so the
+/// denial is recorded against it).
+fn check_head(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    now: std::time::SystemTime,
+) -> Result<(Verification, GrantEntry), (AuthError, Option<GrantEntry>)> {
+    let found: RefCell<Option<GrantEntry>> = RefCell::new(None);
+    let lookup = |akid: &str| {
+        let entry = shared.grants.lookup(akid)?;
+        let secret = SigningSecret::new(entry.secret.to_string());
+        *found.borrow_mut() = Some(entry);
+        Some(secret)
+    };
+    let result = verify(parts, &lookup, now, &VerifyOptions::default());
+    let entry = found.into_inner();
+    match (result, entry) {
+        (Ok(v), Some(entry)) => Ok((v, entry)),
+        (Ok(_), None) => Err((AuthError::MissingAuthentication, None)),
+        (Err(e), entry) => Err((e, entry)),
+    }
+}
+
+/// The error format before anything is verified: by the signing name in the credential
+/// scope if one can be read, else XML.
+fn early_format(headers: &HeaderMap, query: Option<&str>) -> ErrorFormat {
+    match scope_service(headers, query) {
+        Some(s) => format_for(&s, headers),
+        None => ErrorFormat::QueryXml,
+    }
+}
+
+/// The service named in the credential scope, read leniently; only used to choose an
+/// error format or whether to buffer — the signature check parses it strictly.
+fn scope_service(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .or_else(|| query.and_then(|q| q.split("X-Amz-Credential=").nth(1)))
+        .and_then(|c| {
+            let c = c.split([',', '&', ' ']).next().unwrap_or("");
+            let c = c.replace("%2F", "/").replace("%2f", "/");
+            c.split('/').nth(3).map(str::to_owned)
+        })
+}
+
+/// The error format for a signing name.
+pub fn format_for(signing_name: &str, headers: &HeaderMap) -> ErrorFormat {
+    use custody_sigv4::classify::ErrorFormat as F;
+    match custody_sigv4::classify::error_format(signing_name, headers) {
+        F::Json => ErrorFormat::Json,
+        F::Xml if custody_sigv4::canonical::is_s3_family(signing_name) => ErrorFormat::S3Xml,
+        F::Xml => ErrorFormat::QueryXml,
+    }
+}
+
+/// Map a verification failure to what the agent is told.
+pub fn auth_refusal(e: &AuthError) -> Refusal {
+    let kind = match e {
+        AuthError::MissingAuthentication
+        | AuthError::IncompleteSignature(_)
+        | AuthError::InvalidScope { .. } => RefusalKind::IncompleteSignature,
+        AuthError::UnknownAccessKey(_) => RefusalKind::UnknownAccessKey,
+        AuthError::SignatureDoesNotMatch { .. }
+        | AuthError::ChunkSignatureDoesNotMatch { .. }
+        | AuthError::ContentSha256Mismatch { .. } => RefusalKind::SignatureDoesNotMatch,
+        AuthError::RequestTimeTooSkewed { .. } => RefusalKind::RequestTimeTooSkewed,
+        AuthError::PresignExpired { .. } => RefusalKind::ExpiredToken,
+        AuthError::MalformedChunk(_) | AuthError::IncompleteBody(_) => RefusalKind::InvalidRequest,
+        AuthError::NotImplemented(_) => RefusalKind::NotImplemented,
+        _ => RefusalKind::SignatureDoesNotMatch,
+    };
+    Refusal::new(kind, e.to_string())
+}
+
+async fn read_limited(body: ProxyBody, limit: usize) -> Result<Bytes, Refusal> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
+            RefusalKind::InvalidRequest,
+            format!(
+                "request body is larger than the {limit} bytes this gateway buffers for api calls"
+            ),
+        )),
+        Err(e) => Err(Refusal::new(
+            RefusalKind::InvalidRequest,
+            format!("could not read the request body: {e}"),
+        )),
+    }
+}
+
+/// The payload of a buffered body as classification reads it: the decoded chunk data for
+/// aws-chunked bodies (checking every chunk signature), else the bytes themselves.
+fn decoded_payload(
+    verified: &custody_sigv4::verify::Verified,
+    bytes: &Bytes,
+) -> Result<Bytes, AuthError> {
+    if !matches!(
+        verified.payload,
+        PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer
+    ) {
+        return Ok(bytes.clone());
+    }
+    let mut verifier = verified.body_verifier();
+    let mut parts = verifier.push(bytes.clone())?;
+    parts.extend(verifier.finish()?);
+    if matches!(verified.payload, PayloadMode::StreamingUnsignedTrailer) {
+        // Unsigned aws-chunked passes through the verifier raw; decode its framing here.
+        let mut decoder =
+            custody_sigv4::chunked::ChunkDecoder::unsigned(true, None, Default::default());
+        let mut payload = Vec::new();
+        for ev in decoder.push(bytes)? {
+            if let ChunkEvent::Chunk(c) = ev {
+                payload.extend_from_slice(&c.data);
+            }
+        }
+        decoder.finish()?;
+        return Ok(Bytes::from(payload));
+    }
+    let mut payload = Vec::new();
+    for part in parts {
+        match part {
+            BodyPart::Chunked(ChunkEvent::Chunk(c)) => payload.extend_from_slice(&c.data),
+            BodyPart::Raw(b) => payload.extend_from_slice(&b),
+            BodyPart::Chunked(_) => {}
+        }
+    }
+    Ok(Bytes::from(payload))
+}

@@ -1,0 +1,221 @@
+//! Layer 5: re-sign for upstream. Scoped credentials for the grant from the
+//! [`CredentialSource`](crate::seams::CredentialSource), the upstream endpoint from
+//! configuration (never from the request), the signature from `aws-sigv4`. The body is
+//! verified as it is forwarded: each aws-chunked chunk is checked, then re-signed; a hash
+//! body's last bytes are held until the hash matches. A bad body aborts the upstream
+//! request, so the upstream never sees it whole.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use custody_sigv4::resign::{ForwardBody, UpstreamTarget, resign};
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame};
+use tower::{Layer, Service};
+
+use crate::body::{BoxError, CountingBody, ProxyBody};
+use crate::context::{RequestCtx, Shared};
+use crate::error::{Refusal, RefusalKind};
+use crate::record::BytesIn;
+use crate::seams::BoxFuture;
+
+/// Re-signs and hands the request to the forwarder; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Resign<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Resign<S> {
+    /// The layer.
+    pub fn layer(shared: Arc<Shared>) -> impl Layer<S, Service = Self> + Clone {
+        tower::layer::layer_fn(move |inner| Self {
+            inner,
+            shared: shared.clone(),
+        })
+    }
+}
+
+impl<S> Service<Request<ProxyBody>> for Resign<S>
+where
+    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Refusal>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<Response<ProxyBody>, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let Some(ctx) = req.extensions().get::<RequestCtx>().cloned() else {
+                return Ok(crate::classify::missing_context());
+            };
+            let bytes_in = req
+                .extensions()
+                .get::<BytesIn>()
+                .cloned()
+                .unwrap_or_default();
+            let format = ctx.format;
+            let request_id = ctx.request_id.clone();
+            match prepare(&shared, &ctx, req, bytes_in).await {
+                Ok((upstream_req, body_failure)) => match inner.call(upstream_req).await {
+                    Ok(resp) => Ok(resp),
+                    Err(refusal) => {
+                        // If the agent's body failed verification, say so; else the upstream
+                        // is at fault.
+                        let failure = body_failure
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take();
+                        let refusal = match failure {
+                            Some(message) => {
+                                Refusal::new(RefusalKind::SignatureDoesNotMatch, message)
+                            }
+                            None => refusal,
+                        };
+                        Ok(refusal.into_response(format, &request_id))
+                    }
+                },
+                Err(refusal) => Ok(refusal.into_response(format, &request_id)),
+            }
+        })
+    }
+}
+
+type BodyFailure = Arc<Mutex<Option<String>>>;
+
+async fn prepare(
+    shared: &Shared,
+    ctx: &RequestCtx,
+    req: Request<ProxyBody>,
+    bytes_in: BytesIn,
+) -> Result<(Request<ProxyBody>, BodyFailure), Refusal> {
+    let (Some(entry), Some(verified)) = (&ctx.grant, &ctx.verified) else {
+        return Err(Refusal::new(
+            RefusalKind::AccessDenied,
+            "request reached re-signing unauthenticated",
+        ));
+    };
+    let target = shared
+        .options
+        .upstream
+        .target(&verified.service, &verified.region)?;
+    let credentials = shared
+        .credentials
+        .credentials(&entry.grant)
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                RefusalKind::ServiceUnavailable,
+                format!("nothing was forwarded: {e}"),
+            )
+        })?;
+    let (parts, body) = req.into_parts();
+    let sigv4_target = UpstreamTarget {
+        scheme: target.scheme.as_str().to_owned(),
+        host: target.authority.as_str().to_owned(),
+        region: target.region.clone(),
+        service: target.signing_name.clone(),
+    };
+    let now = shared.clock.now();
+    let resigned = resign(&parts, verified, &sigv4_target, &credentials, now).map_err(|e| {
+        Refusal::new(
+            RefusalKind::InvalidRequest,
+            format!("cannot re-sign the request: {e}"),
+        )
+    })?;
+    let uri: Uri = format!(
+        "{}://{}{}",
+        sigv4_target.scheme, sigv4_target.host, resigned.path_and_query
+    )
+    .parse()
+    .map_err(|e| {
+        Refusal::new(
+            RefusalKind::InvalidRequest,
+            format!("cannot build the upstream url: {e}"),
+        )
+    })?;
+    let failure: BodyFailure = Arc::default();
+    let forward_body = ResignedBody {
+        inner: body,
+        forward: ForwardBody::new(verified, resigned.chunk_resigner),
+        done: false,
+        failure: failure.clone(),
+    };
+    let body = crate::body::boxed(CountingBody::new(forward_body, bytes_in.0));
+    let mut upstream = Request::new(body);
+    *upstream.method_mut() = parts.method;
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = resigned.headers;
+    Ok((upstream, failure))
+}
+
+pin_project_lite::pin_project! {
+    /// The agent's body as it goes upstream: verified, re-signed where chunked.
+    struct ResignedBody {
+        #[pin]
+        inner: ProxyBody,
+        forward: ForwardBody,
+        done: bool,
+        failure: BodyFailure,
+    }
+}
+
+impl Body for ResignedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            let step = match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.forward.push(data),
+                    // Trailers outside aws-chunked are covered by no signature: dropped.
+                    Err(_) => continue,
+                },
+                Some(Err(e)) => {
+                    *this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    *this.done = true;
+                    this.forward.finish()
+                }
+            };
+            match step {
+                Ok(bytes) if bytes.is_empty() => continue,
+                Ok(bytes) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Err(e) => {
+                    *this.done = true;
+                    let message = e.to_string();
+                    *this.failure.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(message.clone());
+                    tracing::warn!(error = %message, "aborting upstream request: body failed verification");
+                    return Poll::Ready(Some(Err(message.into())));
+                }
+            }
+        }
+    }
+}
