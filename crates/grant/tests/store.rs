@@ -268,7 +268,8 @@ fn torn_writes_leave_the_previous_state() {
 
 #[test]
 fn corrupt_main_file_is_refused() {
-    let cases: Vec<(&str, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = vec![
+    type Damage = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+    let cases: Vec<(&str, Damage)> = vec![
         ("truncated", Box::new(|b: &[u8]| b[..b.len() / 2].to_vec())),
         ("empty", Box::new(|_: &[u8]| Vec::new())),
         ("garbage", Box::new(|_: &[u8]| b"not json at all".to_vec())),
