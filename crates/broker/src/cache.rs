@@ -114,6 +114,14 @@ impl Slot {
         Ok(())
     }
 
+    /// After a failed refresh ahead of expiry, wait until `until` before trying again, so
+    /// a struggling STS is not asked on every request.
+    pub(crate) fn postpone_refresh(&self, until: SystemTime) {
+        if let Some(current) = self.state().current.as_mut() {
+            current.refresh_at = current.refresh_at.max(until);
+        }
+    }
+
     fn revoke(&self) {
         let mut state = self.state();
         state.revoked = true;

@@ -27,6 +27,9 @@ pub const MIN_SESSION_SECS: u32 = 900;
 pub const MAX_SESSION_SECS: u32 = 43_200;
 /// Every role accepts sessions this long: the smallest `MaxSessionDuration` IAM allows.
 const SAFE_SESSION_SECS: u32 = 3_600;
+/// After a failed refresh ahead of expiry, serve the current credentials this long before
+/// asking STS again (the bounded retries already happened inside the failed refresh).
+const REFRESH_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Longest session policy STS accepts, in characters (plain text, before packing).
 pub const MAX_POLICY_CHARS: usize = 2_048;
 /// Credentials this close to their STS expiry are not handed out: the signed request
@@ -235,6 +238,7 @@ impl StsBroker {
                 if let Some(cached) = previous.filter(|c| c.usable_for(req, now, MIN_VALIDITY)) {
                     tracing::warn!(grant = %req.grant_id, error = %err, "credential refresh failed; serving current credentials until they expire");
                     slot.current(&req.grant_id)?;
+                    slot.postpone_refresh(now + REFRESH_RETRY_AFTER);
                     return Ok(cached.serve(req));
                 }
                 Err(err)

@@ -401,6 +401,46 @@ async fn sts_errors_are_retried_learned_or_reported() {
         .collect();
     assert_eq!(asked, ["7200", "3600", "3600"]);
 
+    // STS throttles a refresh ahead of expiry: the current credentials are still valid, so
+    // they are served, and STS is left alone for a while rather than asked per request.
+    let relay = Relay::scripted(
+        moto.port(),
+        Arc::new(|_, i| {
+            if i == 0 {
+                Action::Forward
+            } else {
+                Action::Respond(400, sts_error("Throttling", "Rate exceeded"))
+            }
+        }),
+    )
+    .await;
+    let config = BrokerConfig {
+        max_retries: 1,
+        max_session_duration: Duration::from_secs(3600),
+        ..fast_retries(relay.endpoint())
+    };
+    let own_clock = FixedClock::at(SystemTime::now());
+    let b = broker(config, gateway_keys(&moto), &own_clock).await;
+    let req = grant(
+        "g-refresh-throttled",
+        &role,
+        own_clock.now() + Duration::from_secs(7200),
+    );
+    let first = b.credentials(&req).await.unwrap();
+    own_clock.advance(Duration::from_secs(3600 - 200));
+    let served = b.credentials(&req).await.unwrap();
+    assert_eq!(served.access_key_id(), first.access_key_id());
+    assert_eq!(
+        relay.assume_role_calls().len(),
+        3,
+        "one call, then a refresh and its retry"
+    );
+    b.credentials(&req).await.unwrap();
+    assert_eq!(relay.assume_role_calls().len(), 3, "the next refresh waits");
+    own_clock.advance(Duration::from_secs(11));
+    b.credentials(&req).await.unwrap();
+    assert_eq!(relay.assume_role_calls().len(), 5, "then tries again");
+
     // Policy plus tags too large once packed: reported, not retried.
     let relay = Relay::scripted(
         moto.port(),
