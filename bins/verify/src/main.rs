@@ -1,2 +1,240 @@
-//! placeholder
-fn main() {}
+//! `custody-verify`: checks a Custody log offline and answers auditors'
+//! queries. Exit codes: 0 intact, 1 integrity failure, 2 could not run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use custody_log::note::{NoteVerifier, parse_vkey};
+use custody_log::query::{self, Filter};
+use custody_log::receipt::{self, Receipt};
+use custody_log::verify::{self, Severity, VerifyOptions};
+
+/// Verify a Custody session log.
+#[derive(Parser, Debug)]
+#[command(
+    name = "custody-verify",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    /// The log directory.
+    #[arg(required = true)]
+    log_dir: Option<PathBuf>,
+    #[command(flatten)]
+    keys: KeyArgs,
+    /// A checkpoint kept outside the gateway's reach (repeatable).
+    #[arg(long = "trusted-checkpoint")]
+    trusted: Vec<PathBuf>,
+    /// Expected origin (default: the key's name).
+    #[arg(long)]
+    origin: Option<String>,
+    /// JSON output: one finding per line, then a summary line.
+    #[arg(long)]
+    json: bool,
+    /// Treat warnings (unsealed tail) as failures.
+    #[arg(long)]
+    strict: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Args, Debug)]
+struct KeyArgs {
+    /// File holding the log's verifier key (note vkey format), repeatable.
+    #[arg(long = "key")]
+    key: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print entries: a task's or identity's transcript, denied attempts, a time range.
+    Query {
+        /// The log directory.
+        log_dir: PathBuf,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only this identity.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Only denied requests and grants.
+        #[arg(long)]
+        denied: bool,
+        /// From this time (RFC 3339, inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (RFC 3339, exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print the raw entry lines (JSON lines).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an inclusion receipt for entry `seq` against the newest checkpoint.
+    Prove {
+        /// The log directory.
+        log_dir: PathBuf,
+        /// Leaf index (sequence number).
+        seq: u64,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Check an inclusion receipt without the log.
+    CheckProof {
+        /// The receipt (JSON).
+        receipt: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            eprintln!("custody-verify: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, String> {
+    match cli.cmd {
+        None => {
+            let dir = cli.log_dir.ok_or("missing log directory")?;
+            let keys = load_keys(&cli.keys)?;
+            let mut trusted = Vec::new();
+            for p in &cli.trusted {
+                trusted.push((p.display().to_string(), read_text(p)?));
+            }
+            let opts = VerifyOptions {
+                keys,
+                origin: cli.origin,
+                trusted,
+            };
+            let report = verify::verify_dir(&dir, &opts).map_err(|e| e.to_string())?;
+            let failed = report.failed(cli.strict);
+            if cli.json {
+                for f in &report.findings {
+                    println!("{}", serde_json::to_string(f).map_err(|e| e.to_string())?);
+                }
+                let summary = serde_json::json!({
+                    "summary": if failed { "failed" } else { "intact" },
+                    "entries": report.entries,
+                    "checkpoints": report.checkpoints,
+                    "sealed_size": report.sealed_size,
+                    "decisions_checked": report.decisions_checked,
+                    "failures": report.findings.iter().filter(|f| f.severity == Severity::Failure).count(),
+                    "warnings": report.findings.iter().filter(|f| f.severity == Severity::Warning).count(),
+                });
+                println!("{summary}");
+            } else {
+                for f in &report.findings {
+                    println!("{f}");
+                }
+                println!(
+                    "{}: {} entries, {} checkpoints, sealed through {}, {} allowed requests re-evaluated, {} findings",
+                    if failed { "FAILED" } else { "intact" },
+                    report.entries,
+                    report.checkpoints,
+                    report.sealed_size,
+                    report.decisions_checked,
+                    report.findings.len()
+                );
+            }
+            Ok(u8::from(failed))
+        }
+        Some(Cmd::Query {
+            log_dir,
+            task,
+            identity,
+            denied,
+            since,
+            until,
+            json,
+        }) => {
+            let parse = |s: Option<String>| -> Result<_, String> {
+                s.map(|s| {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .map_err(|e| format!("invalid time `{s}`: {e}"))
+                })
+                .transpose()
+            };
+            let filter = Filter {
+                task,
+                identity,
+                denied_only: denied,
+                since: parse(since)?,
+                until: parse(until)?,
+            };
+            let files = verify::read_dir(&log_dir).map_err(|e| e.to_string())?;
+            for hit in query::select(&files, &filter) {
+                if json {
+                    println!("{}", hit.raw);
+                } else {
+                    println!("{}:{} {}", hit.file, hit.line, query::summary(&hit.entry));
+                }
+            }
+            Ok(0)
+        }
+        Some(Cmd::Prove { log_dir, seq, keys }) => {
+            let keys = load_keys(&keys)?;
+            let files = verify::read_dir(&log_dir).map_err(|e| e.to_string())?;
+            match receipt::make_receipt(&files, seq, &keys) {
+                Ok(r) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+                    );
+                    Ok(0)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Some(Cmd::CheckProof {
+            receipt: path,
+            keys,
+        }) => {
+            let keys = load_keys(&keys)?;
+            let text = read_text(&path)?;
+            let r: Receipt = serde_json::from_str(&text)
+                .map_err(|e| format!("invalid receipt `{}`: {e}", path.display()))?;
+            match receipt::check_receipt(&r, &keys) {
+                Ok(e) => {
+                    println!("valid: {}", query::summary(&e));
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("INVALID: {e}");
+                    Ok(1)
+                }
+            }
+        }
+    }
+}
+
+fn read_text(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+}
+
+fn load_keys(args: &KeyArgs) -> Result<Vec<NoteVerifier>, String> {
+    if args.key.is_empty() {
+        return Err("`--key <vkey-file>` is required".into());
+    }
+    args.key
+        .iter()
+        .map(|p| {
+            let text = read_text(p)?;
+            parse_vkey(text.trim()).map_err(|e| format!("`{}`: {e}", p.display()))
+        })
+        .collect()
+}

@@ -9,7 +9,10 @@ pub mod entry;
 mod error;
 pub mod merkle;
 pub mod note;
+pub mod query;
+pub mod receipt;
 pub mod storage;
+pub mod verify;
 mod writer;
 
 pub use entry::{Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, RequestOutcome};

@@ -7,6 +7,8 @@
     reason = "tests fail loudly"
 )]
 
+pub mod fixture;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
