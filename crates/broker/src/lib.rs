@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod classify;
 mod error;
 pub mod sanitize;
 mod sts;

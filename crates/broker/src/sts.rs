@@ -8,14 +8,13 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
-use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
+use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
 use aws_sdk_sts::types::Tag;
 use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_http_client::tls;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::cache::{Cache, Cached, Fingerprint};
+use crate::classify::{Failure, classify};
 use crate::{
     BrokerError, CredentialsFuture, GRANT_TAG_KEY, GrantCredentialsRequest, RoleBroker,
     TASK_TAG_KEY, sanitize,
@@ -96,16 +95,6 @@ impl std::fmt::Debug for StsBroker {
             .field("grants_cached", &self.cache.len())
             .finish_non_exhaustive()
     }
-}
-
-/// How one failed AssumeRole attempt is handled.
-enum Failure {
-    /// Try again after a backoff, then give up with this error.
-    Transient(BrokerError),
-    /// The role refused the session length: ask for less.
-    DurationTooLong,
-    /// Give up now.
-    Final(BrokerError),
 }
 
 // === impl StsBroker ===
@@ -317,7 +306,7 @@ impl StsBroker {
                 .await;
             let failure = match result {
                 Ok(out) => return self.cached_from(req, out),
-                Err(err) => self.classify(req, attempts, err),
+                Err(err) => classify(req, &self.endpoint(), attempts, err),
             };
             match failure {
                 Failure::DurationTooLong if duration > SAFE_SESSION_SECS => {
@@ -401,112 +390,6 @@ impl StsBroker {
             .clone()
             .unwrap_or_else(|| format!("sts.{}.amazonaws.com", self.config.region))
     }
-
-    fn classify(
-        &self,
-        req: &GrantCredentialsRequest,
-        attempts: u32,
-        err: SdkError<AssumeRoleError, aws_smithy_runtime_api::http::Response>,
-    ) -> Failure {
-        let unavailable = |message: String| BrokerError::Unavailable {
-            endpoint: self.endpoint(),
-            attempts,
-            message,
-        };
-        let (code, message, status) = match &err {
-            SdkError::ServiceError(ctx) => {
-                let (code, message) = match ctx.err().code() {
-                    Some(code) if !code.is_empty() => (
-                        code.to_owned(),
-                        ctx.err().message().unwrap_or_default().to_owned(),
-                    ),
-                    _ => raw_error(ctx.raw()),
-                };
-                (code, message, ctx.raw().status().as_u16())
-            }
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-                return Failure::Transient(unavailable(DisplayErrorContext(&err).to_string()));
-            }
-            SdkError::ResponseError(ctx) if ctx.raw().status().is_server_error() => {
-                return Failure::Transient(unavailable(DisplayErrorContext(&err).to_string()));
-            }
-            _ => {
-                return Failure::Final(BrokerError::Rejected {
-                    role: req.role_arn.clone(),
-                    code: "Unhandled".into(),
-                    message: DisplayErrorContext(&err).to_string(),
-                });
-            }
-        };
-        match code.as_str() {
-            "Throttling"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "TooManyRequestsException"
-            | "SlowDown"
-            | "PriorRequestNotComplete" => Failure::Transient(BrokerError::Throttled {
-                grant_id: req.grant_id.clone(),
-                attempts,
-            }),
-            _ if status == 429 => Failure::Transient(BrokerError::Throttled {
-                grant_id: req.grant_id.clone(),
-                attempts,
-            }),
-            _ if status >= 500 => Failure::Transient(unavailable(format!("{code}: {message}"))),
-            "AccessDenied" | "AccessDeniedException" => {
-                Failure::Final(BrokerError::RoleNotTrusted {
-                    role: req.role_arn.clone(),
-                    message,
-                })
-            }
-            "PackedPolicyTooLarge" | "PackedPolicyTooLargeException" => {
-                Failure::Final(BrokerError::PolicyTooLarge {
-                    grant_id: req.grant_id.clone(),
-                    size: req.session_policy.as_ref().map_or(0, |p| p.chars().count()),
-                })
-            }
-            "ValidationError" if message.contains("MaxSessionDuration") => Failure::DurationTooLong,
-            "InvalidClientTokenId"
-            | "SignatureDoesNotMatch"
-            | "UnrecognizedClientException"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken"
-            | "ExpiredToken" => Failure::Final(BrokerError::Config(format!(
-                "sts rejected the gateway's base credentials: {code}: {message}"
-            ))),
-            _ => Failure::Final(BrokerError::Rejected {
-                role: req.role_arn.clone(),
-                code,
-                message,
-            }),
-        }
-    }
-}
-
-/// Code and message from an error body the SDK could not parse. AWS-compatible servers
-/// (moto, for one) wrap query-protocol errors as `<ErrorResponse><Errors><Error>`, which the
-/// SDK does not read; the code is also in the `x-amzn-ErrorType` header some send.
-fn raw_error(raw: &aws_smithy_runtime_api::http::Response) -> (String, String) {
-    let body = raw
-        .body()
-        .bytes()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default();
-    let element = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = body.find(&open)? + open.len();
-        let len = body[start..].find(&close)?;
-        Some(body[start..start + len].trim().to_owned())
-    };
-    let code = element("Code")
-        .or_else(|| {
-            raw.headers()
-                .get("x-amzn-errortype")
-                .map(|v| v.split(':').next().unwrap_or_default().to_owned())
-        })
-        .unwrap_or_default();
-    (code, element("Message").unwrap_or_default())
 }
 
 impl RoleBroker for StsBroker {
