@@ -99,6 +99,8 @@ fn classify_every_botocore_operation() {
     let mut failures = Vec::new();
     let (mut ok, mut excluded) = (0usize, 0usize);
     let mut per_service: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    // `CUSTODY_CLASSIFY_DUMP=path` writes every classification there, for review.
+    let mut dump = String::new();
     for v in &vectors.vectors {
         let label = format!("{} {} ({})", v.service, v.operation, v.protocol);
         let entry = per_service.entry(v.service.clone()).or_default();
@@ -151,6 +153,16 @@ fn classify_every_botocore_operation() {
             }
             continue;
         }
+        if let Ok(c) = &result {
+            for a in &c.actions {
+                dump.push_str(&format!(
+                    "{label}\t{}\t{}\t{}\n",
+                    a.action,
+                    a.resources.join(" "),
+                    if c.mints_credentials { "MINTS" } else { "" }
+                ));
+            }
+        }
         match result {
             Ok(c) => {
                 let expected = aliases.get(&v.operation).unwrap_or(&v.operation);
@@ -175,6 +187,9 @@ fn classify_every_botocore_operation() {
             )),
         }
     }
+    if let Ok(path) = std::env::var("CUSTODY_CLASSIFY_DUMP") {
+        std::fs::write(path, dump).unwrap();
+    }
     let total = vectors.vectors.len() - excluded;
     for (service, (good, all)) in &per_service {
         println!("  {service:<16} {good}/{all}");
@@ -192,7 +207,7 @@ fn classify_every_botocore_operation() {
 }
 
 #[test]
-fn generated_data_is_fresh() {
+fn classify_data_is_fresh() {
     let out = python(&["tools/gen_classify_data.py", "--check"]);
     assert!(
         out.status.success(),

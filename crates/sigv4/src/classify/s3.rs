@@ -27,6 +27,14 @@ pub(crate) fn apply(
 ) -> Result<(), ClassifyError> {
     let op = req.op;
     let p = ctx.partition;
+    // S3 Control signs as `s3` too; its requests carry the account in this header. Its
+    // routes (`/v20180820/...`) would otherwise parse as a bucket named `v20180820`.
+    if req.input.headers.contains_key("x-amz-account-id") {
+        return Err(ClassifyError::Unrecognised {
+            service: "s3".into(),
+            reason: "an s3control request (`x-amz-account-id`), which is not classified".into(),
+        });
+    }
     let label = |name: &str| {
         req.labels
             .iter()
@@ -119,7 +127,11 @@ pub(crate) fn apply(
         .keys()
         .map(|k| k.as_str())
         .chain(req.query.keys())
-        .any(|k| k.len() > 12 && k[..12].eq_ignore_ascii_case("x-amz-grant-"));
+        .any(|k| {
+            k.get(..12)
+                .is_some_and(|p| p.eq_ignore_ascii_case("x-amz-grant-"))
+                && k.len() > 12
+        });
     let acl = amz("x-amz-acl")?;
     if let Some(acl) = acl {
         cls.context.insert("s3:x-amz-acl".into(), acl.to_owned());
