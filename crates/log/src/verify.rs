@@ -202,7 +202,7 @@ impl FindingClass {
 // === Reading a directory ===
 
 /// The files of a log directory, read into memory.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LogFiles {
     /// Segments in order: (file name, contents).
     pub segments: Vec<(String, Vec<u8>)>,
