@@ -1,6 +1,11 @@
 //! Durable appends per second with 1, 8 and 64 concurrent writers (group
 //! commit: one fdatasync per batch), and verification throughput.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "benchmark setup fails loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark setup fails loudly"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +50,9 @@ fn appends(c: &mut Criterion) {
                     }
                 });
                 // Scale to the requested count.
-                start.elapsed().mul_f64(iters as f64 / (per * writers) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per * writers) as f64)
             });
         });
         log.close().unwrap();

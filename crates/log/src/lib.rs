@@ -15,6 +15,7 @@ pub mod storage;
 pub mod verify;
 mod writer;
 
+pub use ed25519_dalek;
 pub use entry::{Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, RequestOutcome};
 pub use error::LogError;
 pub use merkle::Hash;

@@ -2,7 +2,12 @@
 //! repeatedly; after each kill the log verifies and every acknowledged
 //! append is there. The child is this test binary re-executed with an
 //! environment variable.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
@@ -21,7 +26,9 @@ const CHILD_ENV: &str = "CUSTODY_LOG_CRASH_CHILD_DIR";
 /// In the child: append from 4 threads forever, printing each acknowledged seq.
 #[test]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let mut cfg = config(std::path::Path::new(&dir));
     cfg.clock = custody_log::system_clock();
     cfg.checkpoint_every_entries = 50;
@@ -100,7 +107,9 @@ fn sigkill_under_load_loses_no_acknowledged_append() {
             .map(|l| Entry::decode(l.as_bytes()).unwrap())
             .collect();
         for s in &acked {
-            let e = on_disk.get(*s as usize).unwrap_or_else(|| panic!("acked seq {s} lost in cycle {cycle}"));
+            let e = on_disk
+                .get(*s as usize)
+                .unwrap_or_else(|| panic!("acked seq {s} lost in cycle {cycle}"));
             assert_eq!(e.seq, *s);
         }
     }
@@ -109,6 +118,9 @@ fn sigkill_under_load_loses_no_acknowledged_append() {
     log.close().unwrap();
     let r = verify_dir(dir.path(), &opts).unwrap();
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
-    let recovered = lines(dir.path()).iter().filter(|l| l.contains("\"kind\":\"recovered\"")).count();
+    let recovered = lines(dir.path())
+        .iter()
+        .filter(|l| l.contains("\"kind\":\"recovered\""))
+        .count();
     assert_eq!(recovered, 5);
 }

@@ -1,5 +1,10 @@
 //! Inclusion receipts and the verifier's robustness on arbitrary input.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 mod common;
 
@@ -24,7 +29,8 @@ fn receipts_for_every_entry_check_without_the_log() {
     for seq in 0..n {
         let r = make_receipt(&files, seq, &keys()).unwrap();
         // Round-trips through JSON, the form an auditor keeps.
-        let r: custody_log::receipt::Receipt = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let r: custody_log::receipt::Receipt =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         let e = check_receipt(&r, &keys()).unwrap();
         assert_eq!(e.seq, seq);
         if seq % 9 != 0 {
@@ -33,16 +39,31 @@ fn receipts_for_every_entry_check_without_the_log() {
 
         let mut bad = r.clone();
         bad.entry = bad.entry.replacen("\"seq\"", "\"seq\" ", 1);
-        assert!(matches!(check_receipt(&bad, &keys()), Err(ReceiptError::Proof(_))));
+        assert!(matches!(
+            check_receipt(&bad, &keys()),
+            Err(ReceiptError::Proof(_))
+        ));
         let mut bad = r.clone();
         if let Some(h) = bad.proof.first_mut() {
             h.0[0] ^= 1;
             assert!(check_receipt(&bad, &keys()).is_err());
         }
-        let other = vec![parse_vkey(&vkey(ORIGIN, &SigningKey::from_bytes(&[3; 32]).verifying_key())).unwrap()];
-        assert!(matches!(check_receipt(&r, &other), Err(ReceiptError::Checkpoint(_))));
+        let other = vec![
+            parse_vkey(&vkey(
+                ORIGIN,
+                &SigningKey::from_bytes(&[3; 32]).verifying_key(),
+            ))
+            .unwrap(),
+        ];
+        assert!(matches!(
+            check_receipt(&r, &other),
+            Err(ReceiptError::Checkpoint(_))
+        ));
     }
-    assert!(matches!(make_receipt(&files, n, &keys()), Err(ReceiptError::NoSuchEntry(_))));
+    assert!(matches!(
+        make_receipt(&files, n, &keys()),
+        Err(ReceiptError::NoSuchEntry(_))
+    ));
     let _ = Hash::default();
 }
 
@@ -56,7 +77,10 @@ fn unsealed_entries_get_no_receipt() {
     log.append(outcome(1)).unwrap();
     let files = read_dir(dir.path()).unwrap();
     assert!(make_receipt(&files, 0, &keys()).is_ok());
-    assert!(matches!(make_receipt(&files, 1, &keys()), Err(ReceiptError::NotSealed(1))));
+    assert!(matches!(
+        make_receipt(&files, 1, &keys()),
+        Err(ReceiptError::NotSealed(1))
+    ));
     log.close().unwrap();
 }
 
