@@ -158,6 +158,7 @@ impl CredentialSource for BrokerSource {
             let request = request.map_err(|e| CredentialError {
                 grant_id: grant_id.clone(),
                 message: e.to_string(),
+                retryable: false,
             })?;
             let result = self.broker.credentials(&request).await;
             let label = if result.is_ok() { "ok" } else { "error" };
@@ -170,6 +171,7 @@ impl CredentialSource for BrokerSource {
             result.map_err(|e| CredentialError {
                 grant_id,
                 message: e.to_string(),
+                retryable: e.is_retryable(),
             })
         })
     }

@@ -23,7 +23,8 @@ pub fn init_tracing(serving: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if std::env::var("CUSTODY_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();
     } else {

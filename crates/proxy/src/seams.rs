@@ -122,6 +122,9 @@ pub struct CredentialError {
     pub grant_id: String,
     /// What went wrong and what to do.
     pub message: String,
+    /// Whether a retry may succeed (throttling, network): answered 503 so SDKs retry;
+    /// otherwise (role not trusted, policy too large) answered as access denied.
+    pub retryable: bool,
 }
 
 /// Scoped, short-lived AWS credentials for a grant (the STS broker in the gateway).

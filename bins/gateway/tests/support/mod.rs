@@ -1,0 +1,359 @@
+//! Run the real `custody-gateway` binary in front of a real moto server.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the harness"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use custody_test_support::{AwsEnv, Bootstrap, MotoServer, ProcOutput, free_port, temp_dir};
+use sha2::{Digest, Sha256};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ALICE_TOKEN: &str = "alice-token-0123456789";
+pub const BOB_TOKEN: &str = "bob-token-0123456789";
+pub const AGENT_TOKEN: &str = "report-bot-token-0123456789";
+
+/// A moto server bootstrapped for the gateway, and the gateway running in front of it.
+pub struct Stack {
+    pub moto: MotoServer,
+    pub gateway: Gateway,
+}
+
+/// The gateway process.
+pub struct Gateway {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub agent_port: u16,
+    pub admin_port: u16,
+    pub env: Vec<(String, String)>,
+}
+
+fn sha(t: &str) -> String {
+    hex::encode(Sha256::digest(t.as_bytes()))
+}
+
+/// moto with the gateway user, a permissive `agent` role (the grant and the session policy
+/// narrow it), a `reports` bucket, a `ledger` table and a `jobs` queue.
+pub fn moto() -> MotoServer {
+    let plan = Bootstrap::with_gateway_user()
+        .role(
+            "agent",
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["s3:*", "dynamodb:*", "sqs:*", "sts:GetCallerIdentity"], "Resource": "*"}]
+            }),
+        )
+        .bucket(
+            "reports",
+            &[("q1/summary.txt", "q1 numbers"), ("q2/summary.txt", "q2 numbers"), ("secret/keys.txt", "do not read")],
+        )
+        .bucket("other", &[("x.txt", "other bucket")])
+        .table("ledger")
+        .queue("jobs");
+    MotoServer::start(&plan).unwrap_or_else(|e| panic!("moto: {e}"))
+}
+
+impl Stack {
+    /// moto plus a gateway configured for it.
+    pub fn start() -> Self {
+        Self::start_with(|_| {})
+    }
+
+    /// As [`Stack::start`], with a hook to edit the config text.
+    pub fn start_with(edit: impl FnOnce(&mut String)) -> Self {
+        let moto = moto();
+        let gateway = Gateway::start(&moto, edit);
+        Self { moto, gateway }
+    }
+}
+
+impl Gateway {
+    pub fn start(moto: &MotoServer, edit: impl FnOnce(&mut String)) -> Self {
+        let dir = temp_dir().unwrap_or_else(|e| panic!("{e}"));
+        let agent_port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        let admin_port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        let role = moto
+            .role_arn("agent")
+            .unwrap_or_else(|| panic!("no role"))
+            .to_owned();
+        let mut config = format!(
+            r#"data_dir = "{data}"
+
+[agent]
+listen = "127.0.0.1:{agent_port}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "{ADMIN_TOKEN}"
+
+[upstream]
+endpoint = "{endpoint}"
+region = "us-east-1"
+
+[log]
+checkpoint_interval_ms = 200
+heartbeat_interval_ms = 1000
+
+[limits]
+expiry_sweep_ms = 200
+
+[[people]]
+name = "alice"
+token_sha256 = "{alice}"
+
+[[people]]
+name = "bob"
+token_sha256 = "{bob}"
+
+[[agents]]
+identity = "agent:report-bot"
+token_sha256 = "{agent}"
+
+[[roles]]
+name = "reader"
+arn = "{role}"
+max_ttl_secs = 3600
+auto_approve_read_only_ttl_secs = 900
+
+[[roles]]
+name = "writer"
+arn = "{role}"
+max_ttl_secs = 3600
+approvals_required = 1
+approvers = ["bob"]
+"#,
+            data = dir.path().join("data").display(),
+            endpoint = moto.endpoint(),
+            alice = sha(ALICE_TOKEN),
+            bob = sha(BOB_TOKEN),
+            agent = sha(AGENT_TOKEN),
+        );
+        edit(&mut config);
+        let config_path = dir.path().join("custody.toml");
+        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
+        let gw = moto
+            .user("custody-gateway")
+            .unwrap_or_else(|| panic!("no gateway user"));
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_owned(), gw.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                gw.secret_access_key.clone(),
+            ),
+        ];
+        let mut g = Self {
+            child: None,
+            dir,
+            config: config_path,
+            agent_port,
+            admin_port,
+            env,
+        };
+        g.spawn();
+        g
+    }
+
+    /// Start (or restart) the gateway process and wait until it is ready.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn gateway: {e}"));
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("gateway exited early ({status}): {}", self.server_log());
+                }
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.agent_port)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway did not start: {}", self.server_log());
+    }
+
+    /// SIGKILL the gateway.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM the gateway and wait for it to exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir().join("log")
+    }
+
+    pub fn agent_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.agent_port)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// Run `custody-gateway ARGS --config <config>` with `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> ProcOutput {
+        let out = Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("CUSTODY_TOKEN", token)
+            .output()
+            .unwrap_or_else(|e| panic!("cli: {e}"));
+        ProcOutput {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `grant request …` as `token`; returns the grant JSON.
+    pub fn request(&self, token: &str, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["grant", "request"];
+        all.extend_from_slice(args);
+        let out = self.cli(token, &all);
+        assert!(
+            out.success(),
+            "grant request failed: {}\n{}",
+            out.stderr,
+            self.server_log()
+        );
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    }
+
+    /// The agent environment for a grant: fetch its credentials once.
+    pub fn agent_env(&self, token: &str, grant_id: &str) -> AwsEnv {
+        let out = self.cli(
+            token,
+            &["grant", "credentials", grant_id, "--format", "json"],
+        );
+        assert!(out.success(), "credentials failed: {}", out.stderr);
+        let v: serde_json::Value =
+            serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("no {k}")).to_owned();
+        AwsEnv::new(s("endpoint"), &s("access_key_id"), &s("secret_access_key"))
+    }
+
+    /// Run custody-verify on the log directory.
+    pub fn verify(&self, extra: &[&str]) -> ProcOutput {
+        let out = Command::new(verify_bin())
+            .arg(self.log_dir())
+            .arg("--key")
+            .arg(self.data_dir().join("log.vkey"))
+            .args(extra)
+            .output()
+            .unwrap_or_else(|e| panic!("custody-verify: {e}"));
+        ProcOutput {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// All log entries, parsed.
+    pub fn entries(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.log_dir())
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("log-"))
+        });
+        files.sort();
+        files
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The `custody-verify` binary, built next to this test's binary.
+pub fn verify_bin() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_custody-gateway"));
+    exe.with_file_name("custody-verify")
+}
+
+pub fn assert_denied(out: &ProcOutput, code: &str) {
+    assert!(
+        !out.success(),
+        "expected a denial, got success: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(code),
+        "expected `{code}`, got: {}",
+        out.stderr
+    );
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
