@@ -6,6 +6,7 @@
     clippy::panic,
     reason = "bench setup fails loudly"
 )]
+#![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
 
 use std::hint::black_box;
 use std::time::SystemTime;
