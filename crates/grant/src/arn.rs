@@ -7,7 +7,7 @@
 //! The pattern `*` alone matches every resource, including the `*` a request carries for an
 //! action that has no resource; any other pattern never matches that `*`.
 
-use crate::wildcard;
+use crate::wildcard::{self, Glob};
 
 /// A parsed `Resource` entry: `*` or a six-part ARN that may contain `*` / `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +20,10 @@ pub(crate) struct ArnPattern {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Any,
-    /// Byte offsets of the four `:` that end partition, service, region and account.
-    Arn {
-        cuts: [usize; 5],
-        literal: bool,
-    },
+    /// No wildcard anywhere: compared as a whole.
+    Literal,
+    /// Partition, service, region, account and resource, each compiled.
+    Segments(Box<[Glob; 5]>),
 }
 
 /// Why an ARN (pattern) is malformed. Displayed after the field name.
@@ -39,14 +38,34 @@ pub(crate) fn split(arn: &str) -> Result<Segments<'_>, MalformedArn> {
     let Some(rest) = arn.strip_prefix("arn:") else {
         return Err(MalformedArn("an arn starts with `arn:`"));
     };
-    let mut parts = rest.splitn(5, ':');
-    let (Some(partition), Some(service), Some(region), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    // The first four `:` end partition, service, region and account; the resource keeps
+    // any further `:`.
+    let mut cuts = [0usize; 4];
+    let mut found = 0;
+    for (i, b) in rest.bytes().enumerate() {
+        if b == b':' {
+            if let Some(cut) = cuts.get_mut(found) {
+                *cut = i;
+            }
+            found += 1;
+            if found == cuts.len() {
+                break;
+            }
+        }
+    }
+    let parts = (found == cuts.len())
+        .then(|| {
+            let [a, b, c, d] = cuts;
+            Some([
+                rest.get(..a)?,
+                rest.get(a + 1..b)?,
+                rest.get(b + 1..c)?,
+                rest.get(c + 1..d)?,
+                rest.get(d + 1..)?,
+            ])
+        })
+        .flatten();
+    let Some([partition, service, region, account, resource]) = parts else {
         return Err(MalformedArn(
             "an arn has six colon-separated parts: arn:partition:service:region:account:resource",
         ));
@@ -68,25 +87,19 @@ pub(crate) fn split(arn: &str) -> Result<Segments<'_>, MalformedArn> {
 impl ArnPattern {
     /// Parse a policy `Resource` entry.
     pub(crate) fn parse(text: &str) -> Result<Self, MalformedArn> {
-        if text == "*" {
-            return Ok(Self {
-                text: text.to_owned(),
-                kind: Kind::Any,
-            });
-        }
-        let segments = split(text)?;
-        let mut cuts = [0usize; 5];
-        let mut at = "arn:".len();
-        for (cut, seg) in cuts.iter_mut().zip(segments.iter()) {
-            *cut = at;
-            at += seg.len() + 1;
-        }
+        let kind = if text == "*" {
+            Kind::Any
+        } else {
+            let segments = split(text)?;
+            if wildcard::has_wildcard(text) {
+                Kind::Segments(Box::new(segments.map(Glob::new)))
+            } else {
+                Kind::Literal
+            }
+        };
         Ok(Self {
             text: text.to_owned(),
-            kind: Kind::Arn {
-                cuts,
-                literal: !wildcard::has_wildcard(text),
-            },
+            kind,
         })
     }
 
@@ -95,25 +108,13 @@ impl ArnPattern {
     pub(crate) fn matches(&self, resource: &str, segments: Option<&Segments<'_>>) -> bool {
         match (&self.kind, segments) {
             (Kind::Any, _) => true,
-            (Kind::Arn { .. }, None) => false,
-            (Kind::Arn { literal: true, .. }, Some(_)) => self.text == resource,
-            (Kind::Arn { cuts, .. }, Some(have)) => {
-                let want = self.segments(cuts);
-                want.iter()
-                    .zip(have.iter())
-                    .all(|(w, h)| wildcard::matches(w, h, false))
-            }
+            (_, None) => false,
+            (Kind::Literal, Some(_)) => self.text == resource,
+            (Kind::Segments(want), Some(have)) => want
+                .iter()
+                .zip(have.iter())
+                .all(|(w, h)| w.matches(h, false)),
         }
-    }
-
-    fn segments<'a>(&'a self, cuts: &[usize; 5]) -> Segments<'a> {
-        let t = self.text.as_str();
-        let seg = |i: usize| -> &'a str {
-            let start = cuts[i];
-            let end = cuts.get(i + 1).map_or(t.len(), |&next| next - 1);
-            t.get(start..end).unwrap_or("")
-        };
-        [seg(0), seg(1), seg(2), seg(3), seg(4)]
     }
 }
 
@@ -165,6 +166,9 @@ mod tests {
                 false,
             ),
             ("arn:*:s3:::b/*", "arn:aws-cn:s3:::b/x", true),
+            // An empty segment only matches an empty segment.
+            ("arn:aws:s3:::b/*", "arn:aws:s3:eu-west-1::b/x", false),
+            ("arn:aws:sqs::*:q*", "arn:aws:sqs:eu-west-1:1:q", false),
         ];
         for (pattern, resource, want) in rows {
             assert_eq!(m(pattern, resource), want, "`{pattern}` vs `{resource}`");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::grant::{Grant, GrantStatus};
-use crate::scope::{Effect, EvalContext, PreparedResource};
+use crate::scope::{Effect, EvalContext, PreparedResource, Statement};
 
 /// What a request needs, as classified by the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -243,58 +243,73 @@ fn evaluate_scope(
         let explicit_only = CREDENTIAL_MINTING_ACTIONS
             .iter()
             .any(|m| m.eq_ignore_ascii_case(action));
-        let star = ["*".to_owned()];
-        let resources = if wanted.resources.is_empty() {
-            &star[..]
-        } else {
-            &wanted.resources[..]
+        let pair = |ri: usize, text: &str, missing: &mut Option<Reason>, by: &mut Vec<_>| {
+            check_pair(statements, &ctx, (ai, action), (ri, text), explicit_only).map(|outcome| {
+                match outcome {
+                    Ok(allowed) => by.push(allowed),
+                    Err(reason) => {
+                        missing.get_or_insert(reason);
+                    }
+                }
+            })
         };
-        for (ri, text) in resources.iter().enumerate() {
-            let resource = PreparedResource::new(text).map_err(|why| Reason::MalformedRequest {
-                field: format!("actions[{ai}].resources[{ri}]"),
-                detail: format!("malformed arn `{text}`: {why}"),
-            })?;
-            let mut allowed_by = None;
-            let mut wildcard_only = false;
-            for (index, s) in statements.iter().enumerate() {
-                match s.effect() {
-                    Effect::Deny => {
-                        if s.applies(action, &resource, &ctx, false) {
-                            return Err(Reason::ExplicitDeny {
-                                statement: cite(index, s.sid()),
-                                action: action.to_owned(),
-                                resource: text.clone(),
-                            });
-                        }
-                    }
-                    Effect::Allow if allowed_by.is_none() => {
-                        if s.applies(action, &resource, &ctx, explicit_only) {
-                            allowed_by = Some(index);
-                        } else if explicit_only && s.applies(action, &resource, &ctx, false) {
-                            wildcard_only = true;
-                        }
-                    }
-                    Effect::Allow => {}
-                }
-            }
-            match allowed_by {
-                Some(index) => by.push(cite(index, statements.get(index).and_then(|s| s.sid()))),
-                None if missing.is_none() => {
-                    let (action, resource) = (action.to_owned(), text.clone());
-                    missing = Some(if wildcard_only {
-                        Reason::NotNamedExplicitly { action, resource }
-                    } else {
-                        Reason::NotInScope { action, resource }
-                    });
-                }
-                None => {}
-            }
+        if wanted.resources.is_empty() {
+            pair(0, "*", &mut missing, &mut by)?;
+        }
+        for (ri, text) in wanted.resources.iter().enumerate() {
+            pair(ri, text, &mut missing, &mut by)?;
         }
     }
     match missing {
         Some(reason) => Err(reason),
         None => Ok(by),
     }
+}
+
+/// One action/resource pair: `Err` for a decisive deny (explicit or malformed), else
+/// `Ok(Ok(statement))` when allowed or `Ok(Err(reason))` when no Allow covers it.
+fn check_pair(
+    statements: &[Statement],
+    ctx: &EvalContext<'_>,
+    (ai, action): (usize, &str),
+    (ri, text): (usize, &str),
+    explicit_only: bool,
+) -> Result<Result<StatementRef, Reason>, Reason> {
+    let resource = PreparedResource::new(text).map_err(|why| Reason::MalformedRequest {
+        field: format!("actions[{ai}].resources[{ri}]"),
+        detail: format!("malformed arn `{text}`: {why}"),
+    })?;
+    let mut allowed_by = None;
+    let mut wildcard_only = false;
+    for (index, s) in statements.iter().enumerate() {
+        match s.effect() {
+            Effect::Deny => {
+                if s.applies(action, &resource, ctx, false) {
+                    return Err(Reason::ExplicitDeny {
+                        statement: cite(index, s.sid()),
+                        action: action.to_owned(),
+                        resource: text.to_owned(),
+                    });
+                }
+            }
+            Effect::Allow if allowed_by.is_none() => {
+                if s.applies(action, &resource, ctx, explicit_only) {
+                    allowed_by = Some(cite(index, s.sid()));
+                } else if explicit_only && s.applies(action, &resource, ctx, false) {
+                    wildcard_only = true;
+                }
+            }
+            Effect::Allow => {}
+        }
+    }
+    Ok(allowed_by.ok_or_else(|| {
+        let (action, resource) = (action.to_owned(), text.to_owned());
+        if wildcard_only {
+            Reason::NotNamedExplicitly { action, resource }
+        } else {
+            Reason::NotInScope { action, resource }
+        }
+    }))
 }
 
 fn cite(index: usize, sid: Option<&str>) -> StatementRef {

@@ -57,6 +57,64 @@ pub(crate) fn matches(pattern: &str, text: &str, fold_case: bool) -> bool {
         .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
+/// A pattern compiled for the common shapes: `*`, a literal, and a literal followed by `*`
+/// avoid the general matcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Glob {
+    /// Only `*`s: matches everything.
+    Any,
+    /// No wildcard.
+    Exact(String),
+    /// A literal then only `*`s, e.g. `s3:get*` or `bucket/*`.
+    Prefix(String),
+    /// Anything else.
+    General(String),
+}
+
+impl Glob {
+    /// Compile `pattern` (already folded to lower case if it will be matched with
+    /// `fold_case`).
+    pub(crate) fn new(pattern: &str) -> Self {
+        let literal = pattern.trim_end_matches('*');
+        if pattern.is_empty() {
+            Self::Exact(String::new())
+        } else if literal.is_empty() {
+            Self::Any
+        } else if has_wildcard(literal) {
+            Self::General(pattern.to_owned())
+        } else if literal.len() == pattern.len() {
+            Self::Exact(pattern.to_owned())
+        } else {
+            Self::Prefix(literal.to_owned())
+        }
+    }
+
+    /// Whether `text` matches; see [`matches`] for `fold_case`.
+    pub(crate) fn matches(&self, text: &str, fold_case: bool) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            if fold_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        match self {
+            Self::Any => true,
+            Self::Exact(p) => eq(p.as_bytes(), text.as_bytes()),
+            Self::Prefix(p) => text
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|head| eq(p.as_bytes(), head)),
+            Self::General(p) => matches(p, text, fold_case),
+        }
+    }
+
+    /// Whether the pattern has no wildcard.
+    pub(crate) fn is_exact(&self) -> bool {
+        matches!(self, Self::Exact(_))
+    }
+}
+
 /// Whether `pattern` contains a wildcard character.
 pub(crate) fn has_wildcard(pattern: &str) -> bool {
     pattern.bytes().any(|b| b == b'*' || b == b'?')
@@ -74,7 +132,7 @@ fn char_len(lead: u8) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{Glob, matches};
 
     #[test]
     fn table() {
@@ -108,6 +166,39 @@ mod tests {
                 want,
                 "row {i}: `{pattern}` vs `{text}`"
             );
+            // The compiled forms agree with the general matcher.
+            assert_eq!(
+                Glob::new(pattern).matches(text, fold),
+                want,
+                "row {i} compiled: `{pattern}` vs `{text}`"
+            );
+        }
+    }
+
+    /// A slow, obviously correct reference: recursion over characters.
+    fn reference(p: &[char], t: &[char], fold: bool) -> bool {
+        match (p.split_first(), t.split_first()) {
+            (None, _) => t.is_empty(),
+            (Some(('*', rest)), _) => {
+                reference(rest, t, fold) || (!t.is_empty() && reference(p, &t[1..], fold))
+            }
+            (Some(_), None) => false,
+            (Some(('?', rest)), Some((_, trest))) => reference(rest, trest, fold),
+            (Some((pc, rest)), Some((tc, trest))) => {
+                let tc = if fold { tc.to_ascii_lowercase() } else { *tc };
+                *pc == tc && reference(rest, trest, fold)
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_reference(p in "[ab*?é]{0,7}", t in "[abAé]{0,8}", fold in proptest::bool::ANY) {
+            let pc: Vec<char> = p.chars().collect();
+            let tc: Vec<char> = t.chars().collect();
+            let want = reference(&pc, &tc, fold);
+            proptest::prop_assert_eq!(matches(&p, &t, fold), want);
+            proptest::prop_assert_eq!(Glob::new(&p).matches(&t, fold), want);
         }
     }
 }

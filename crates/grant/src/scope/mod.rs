@@ -113,7 +113,7 @@ enum Resources {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ActionPattern {
     text: String,
-    folded: String,
+    glob: wildcard::Glob,
 }
 
 /// A request resource prepared once per decision: the text and, for an ARN, its segments.
@@ -268,9 +268,9 @@ impl Statement {
         literal_only: bool,
     ) -> bool {
         let action_hit = match &self.actions {
-            Actions::Action(list) if literal_only => list.iter().any(|p| {
-                !wildcard::has_wildcard(&p.folded) && p.folded.eq_ignore_ascii_case(action)
-            }),
+            Actions::Action(list) if literal_only => {
+                list.iter().any(|p| p.glob.is_exact() && p.matches(action))
+            }
             Actions::NotAction(_) if literal_only => false,
             Actions::Action(list) => list.iter().any(|p| p.matches(action)),
             Actions::NotAction(list) => !list.iter().any(|p| p.matches(action)),
@@ -315,12 +315,12 @@ impl ActionPattern {
         }
         Ok(Self {
             text: text.to_owned(),
-            folded: text.to_ascii_lowercase(),
+            glob: wildcard::Glob::new(&text.to_ascii_lowercase()),
         })
     }
 
     fn matches(&self, action: &str) -> bool {
-        wildcard::matches(&self.folded, action, true)
+        self.glob.matches(action, true)
     }
 }
 
