@@ -1,0 +1,289 @@
+//! The request path against moto (signature checking and IAM enforcement on) with boto3
+//! and the aws CLI as the agent: S3, DynamoDB, SQS and STS calls inside the grant
+//! succeed through moto's own signature check; calls outside it are denied by the
+//! gateway and never reach moto; bad signatures, skewed clocks and unknown keys get the
+//! AWS errors SDKs expect.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod support;
+
+use custody_test_support::{AwsEnv, run_aws_cli, run_python};
+use support::{ADMIN_TOKEN, BOB_TOKEN, Stack, assert_denied};
+
+/// A writer grant (approved by bob) over the test resources; returns the agent env.
+fn writer_grant(stack: &Stack) -> (String, AwsEnv) {
+    let gw = &stack.gateway;
+    let queue_arn = "arn:aws:sqs:us-east-1:123456789012:jobs";
+    let grant = gw.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity", "agent:etl",
+            "--task", "etl-42",
+            "--intent", "load the quarterly numbers into the ledger",
+            "--role", "writer",
+            "--ttl", "30m",
+            "--allow", "s3:GetObject,s3:PutObject,s3:ListBucket,s3:AbortMultipartUpload,s3:ListMultipartUploadParts",
+            "--resource", "arn:aws:s3:::reports",
+            "--resource", "arn:aws:s3:::reports/*",
+            "--allow", "dynamodb:GetItem,dynamodb:PutItem",
+            "--resource", "arn:aws:dynamodb:us-east-1:123456789012:table/ledger",
+            "--allow", "sqs:SendMessage,sqs:ReceiveMessage,sqs:GetQueueUrl",
+            "--resource", queue_arn,
+            "--allow", "sts:GetCallerIdentity",
+            "--resource", "*",
+        ],
+    );
+    assert_eq!(
+        grant["status"], "pending",
+        "a writer grant waits for approval: {grant}"
+    );
+    let id = grant["id"].as_str().unwrap().to_owned();
+    let approved = gw.cli(BOB_TOKEN, &["grant", "approve", &id]);
+    assert!(approved.success(), "{}", approved.stderr);
+    let env = gw.agent_env(ADMIN_TOKEN, &id);
+    (id, env)
+}
+
+const ALLOWED: &str = r#"
+import boto3, json
+from boto3.s3.transfer import TransferConfig
+out = {}
+s3 = boto3.client("s3")
+s3.put_object(Bucket="reports", Key="in/small.txt", Body=b"hello")
+s3.put_object(Bucket="reports", Key="in/empty.txt", Body=b"")
+s3.put_object(Bucket="reports", Key="in/one.bin", Body=b"x")
+for key in ["a b.txt", "a~b.txt", "dir//double.txt", "x/../dots.txt"]:
+    s3.put_object(Bucket="reports", Key=key, Body=key.encode())
+    out["key:" + key] = s3.get_object(Bucket="reports", Key=key)["Body"].read().decode()
+out["small"] = s3.get_object(Bucket="reports", Key="in/small.txt")["Body"].read().decode()
+out["empty"] = len(s3.get_object(Bucket="reports", Key="in/empty.txt")["Body"].read())
+out["one"] = s3.get_object(Bucket="reports", Key="in/one.bin")["Body"].read().decode()
+big = bytes(range(256)) * (8 * 1024 * 4) + b"!"   # 8 MiB + 1
+import io
+s3.upload_fileobj(io.BytesIO(big), "reports", "in/big.bin",
+                  Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024))
+got = s3.get_object(Bucket="reports", Key="in/big.bin")["Body"].read()
+out["big_ok"] = got == big
+out["listed"] = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="reports", Prefix="in")["Contents"])
+ddb = boto3.client("dynamodb")
+ddb.put_item(TableName="ledger", Item={"pk": {"S": "q1"}, "total": {"N": "42"}})
+out["item"] = ddb.get_item(TableName="ledger", Key={"pk": {"S": "q1"}})["Item"]["total"]["N"]
+sqs = boto3.client("sqs")
+url = sqs.get_queue_url(QueueName="jobs")["QueueUrl"]
+sqs.send_message(QueueUrl=url, MessageBody="job 1 + 1 = 2")
+msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", [])
+out["message"] = msgs[0]["Body"] if msgs else None
+out["caller"] = boto3.client("sts").get_caller_identity()["Arn"]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn calls_inside_the_grant_succeed_through_moto() {
+    let stack = Stack::start();
+    let (_id, env) = writer_grant(&stack);
+    let out = run_python(ALLOWED, &env).unwrap();
+    assert!(
+        out.success(),
+        "boto3 failed: {}\n{}",
+        out.stderr,
+        stack.gateway.server_log()
+    );
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["small"], "hello");
+    assert_eq!(v["empty"], 0);
+    assert_eq!(v["one"], "x");
+    assert_eq!(v["big_ok"], true, "8 MiB + 1 multipart upload round-trips");
+    for key in ["a b.txt", "a~b.txt", "dir//double.txt", "x/../dots.txt"] {
+        assert_eq!(v[format!("key:{key}")], key);
+    }
+    assert_eq!(
+        v["listed"],
+        serde_json::json!(["in/big.bin", "in/empty.txt", "in/one.bin", "in/small.txt"])
+    );
+    assert_eq!(v["item"], "42");
+    assert_eq!(v["message"], "job 1 + 1 = 2");
+    assert!(
+        v["caller"].as_str().unwrap().contains("assumed-role/agent"),
+        "{}",
+        v["caller"]
+    );
+
+    // The aws CLI too.
+    let out = run_aws_cli(
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "reports",
+            "--key",
+            "in/small.txt",
+        ],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    // aws CLI v1's `sqs` commands ignore AWS_ENDPOINT_URL; name the endpoint.
+    let out = run_aws_cli(
+        &[
+            "sqs",
+            "get-queue-url",
+            "--queue-name",
+            "jobs",
+            "--endpoint-url",
+            &env.endpoint,
+        ],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+
+    // Every allowed decision is in the log with its outcome.
+    let entries = stack.gateway.entries();
+    let allowed = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == true)
+        .count();
+    let outcomes = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_outcome")
+        .count();
+    assert!(allowed >= 15, "{allowed} allowed decisions");
+    assert!(
+        outcomes >= allowed - 1,
+        "{outcomes} outcomes for {allowed} allowed decisions"
+    );
+}
+
+const DENIED: &str = r#"
+import boto3, json
+from botocore.exceptions import ClientError
+out = {}
+def code(f):
+    try:
+        f(); return "ok"
+    except ClientError as e:
+        return e.response["Error"]["Code"] + " | " + e.response["Error"].get("Message", "")
+s3 = boto3.client("s3")
+ddb = boto3.client("dynamodb")
+sqs = boto3.client("sqs")
+out["delete"] = code(lambda: s3.delete_object(Bucket="reports", Key="q1/summary.txt"))
+out["other_bucket"] = code(lambda: s3.get_object(Bucket="other", Key="x.txt"))
+out["ddb_delete"] = code(lambda: ddb.delete_item(TableName="ledger", Key={"pk": {"S": "q1"}}))
+out["ddb_scan"] = code(lambda: ddb.scan(TableName="ledger"))
+out["sqs_purge"] = code(lambda: sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="jobs")["QueueUrl"]))
+out["assume"] = code(lambda: boto3.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/agent", RoleSessionName="escape"))
+# Still there: the denied delete never reached moto.
+out["still_there"] = s3.get_object(Bucket="reports", Key="q1/summary.txt")["Body"].read().decode()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn calls_outside_the_grant_are_denied_and_never_forwarded() {
+    let stack = Stack::start();
+    let (id, env) = writer_grant(&stack);
+    let out = run_python(DENIED, &env).unwrap();
+    assert!(
+        out.success(),
+        "{}\n{}",
+        out.stderr,
+        stack.gateway.server_log()
+    );
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    for (k, code, action) in [
+        ("delete", "AccessDenied", "s3:DeleteObject"),
+        ("other_bucket", "AccessDenied", "s3:GetObject"),
+        ("ddb_delete", "AccessDeniedException", "dynamodb:DeleteItem"),
+        ("ddb_scan", "AccessDeniedException", "dynamodb:Scan"),
+        ("sqs_purge", "AccessDenied", "sqs:PurgeQueue"),
+        ("assume", "AccessDenied", "sts:AssumeRole"),
+    ] {
+        let got = v[k].as_str().unwrap();
+        assert!(got.starts_with(code), "{k}: {got}");
+        assert!(
+            got.contains(&id) && got.contains(action),
+            "{k} should name the grant and action: {got}"
+        );
+    }
+    assert_eq!(v["still_there"], "q1 numbers");
+    let entries = stack.gateway.entries();
+    let denied: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
+        .collect();
+    assert_eq!(denied.len(), 6, "{denied:#?}");
+    // Denials have no outcome: nothing was forwarded.
+    let denied_ids: Vec<_> = denied.iter().map(|e| e["request_id"].clone()).collect();
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e["kind"] == "request_outcome" && denied_ids.contains(&e["request_id"]))
+    );
+}
+
+const AUTH_ERRORS: &str = r#"
+import boto3, datetime, json, os
+import botocore.auth
+from botocore.exceptions import ClientError
+out = {}
+def code(f):
+    try:
+        f(); return "ok"
+    except ClientError as e:
+        return e.response["Error"]["Code"] + " | " + e.response["Error"].get("Message", "")
+good_key = os.environ["AWS_ACCESS_KEY_ID"]
+bad_secret = boto3.Session(aws_access_key_id=good_key, aws_secret_access_key="x" * 40)
+unknown = boto3.Session(aws_access_key_id="AKCUNOSUCHKEY0000000", aws_secret_access_key="y" * 40)
+for name, sess in [("bad_sig", bad_secret), ("unknown", unknown)]:
+    out[name + "_s3"] = code(lambda: sess.client("s3").get_object(Bucket="reports", Key="q1/summary.txt"))
+    out[name + "_sts"] = code(lambda: sess.client("sts").get_caller_identity())
+    out[name + "_ddb"] = code(lambda: sess.client("dynamodb").get_item(TableName="ledger", Key={"pk": {"S": "q1"}}))
+real = datetime.datetime
+class Skewed(real):
+    @classmethod
+    def utcnow(cls):
+        return real.utcnow() - datetime.timedelta(minutes=20)
+    @classmethod
+    def now(cls, tz=None):
+        return real.now(tz) - datetime.timedelta(minutes=20)
+botocore.auth.datetime.datetime = Skewed
+out["skew_s3"] = code(lambda: boto3.client("s3").get_object(Bucket="reports", Key="q1/summary.txt"))
+out["skew_sts"] = code(lambda: boto3.client("sts").get_caller_identity())
+print(json.dumps(out))
+"#;
+
+#[test]
+fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
+    let stack = Stack::start();
+    let (_id, env) = writer_grant(&stack);
+    let out = run_python(AUTH_ERRORS, &env).unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    for (k, code) in [
+        ("bad_sig_s3", "SignatureDoesNotMatch"),
+        ("bad_sig_sts", "SignatureDoesNotMatch"),
+        ("bad_sig_ddb", "InvalidSignatureException"),
+        ("unknown_s3", "InvalidAccessKeyId"),
+        ("unknown_sts", "InvalidClientTokenId"),
+        ("unknown_ddb", "UnrecognizedClientException"),
+        ("skew_s3", "RequestTimeTooSkewed"),
+        ("skew_sts", "RequestTimeTooSkewed"),
+    ] {
+        let got = v[k].as_str().unwrap();
+        assert!(got.starts_with(code), "{k}: expected {code}, got {got}");
+    }
+    // Each refusal is recorded, and none was forwarded.
+    let entries = stack.gateway.entries();
+    let denied = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
+        .count();
+    assert_eq!(denied, 8);
+}
