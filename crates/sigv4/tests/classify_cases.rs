@@ -1000,6 +1000,19 @@ mod classify {
             c.actions[0].resources,
             ["arn:aws:logs:us-east-1:111122223333:log-group:/app:log-stream:s"]
         );
+        let c = json(
+            "logs",
+            "Logs_20140328.StartQuery",
+            r#"{"logGroupNames":["/a","/b"],"queryString":"q","startTime":1,"endTime":2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.actions[0].resources,
+            [
+                "arn:aws:logs:us-east-1:111122223333:log-group:/a",
+                "arn:aws:logs:us-east-1:111122223333:log-group:/b"
+            ]
+        );
         let c = form("ec2", "Action=DescribeInstances&Version=2016-11-15").unwrap();
         assert_eq!(
             (c.protocol, actions(&c)),
