@@ -90,6 +90,8 @@ const DROPPED: [&str; 14] = [
 ];
 
 /// Re-signs a verified request for `target` with `creds` at time `now`.
+///
+/// `target.region` must equal the region the agent signed (`verified.region`).
 pub fn resign(
     parts: &Parts,
     verified: &Verified,
@@ -101,6 +103,14 @@ pub fn resign(
         return Err(ResignError::InvalidTarget(format!(
             "scheme `{}`",
             target.scheme
+        )));
+    }
+    if target.region != verified.region {
+        // The agent chose (and signed) a region; forwarding elsewhere would act on resources
+        // the request was not authorised against.
+        return Err(ResignError::InvalidTarget(format!(
+            "region `{}` differs from the signed region `{}`",
+            target.region, verified.region
         )));
     }
     let host = HeaderValue::from_str(&target.host)

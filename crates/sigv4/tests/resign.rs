@@ -401,3 +401,21 @@ fn streaming_signed_body_is_resigned_chunk_by_chunk_with_the_same_length() {
     let out = fb.push(Bytes::from(bad)).map(|b| b.len());
     assert!(out.is_err(), "tampered first chunk released: {out:?}");
 }
+
+#[test]
+fn forwarding_to_another_region_is_refused() {
+    let parts = client_sign(
+        "GET",
+        "gw:1",
+        "/bucket/k",
+        &[],
+        SignableBody::empty(),
+        "s3",
+        false,
+    );
+    let v = verify_agent(&parts, b"");
+    let mut t = s3_target();
+    t.region = "eu-west-1".into();
+    let e = resign(&parts, &v, &t, &sts_creds(), now()).unwrap_err();
+    assert!(e.to_string().contains("region"), "{e}");
+}

@@ -292,3 +292,53 @@ fn secrets_and_keys_are_redacted_in_debug() {
     assert!(!dbg.contains(SECRET));
     assert!(dbg.contains("redacted"));
 }
+
+#[test]
+fn raw_plus_in_query_verifies_as_space_or_as_plus() {
+    // aws-sigv4 reads a raw `+` as a space (`%20`), botocore-style signers as a literal `%2B`.
+    for canonical_value in ["a%20b", "a%2Bb"] {
+        let creq = format!(
+            "GET\n/b\nprefix={canonical_value}\nhost:h\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n{}",
+            sha256_hex(b"")
+        );
+        let sig = sign(&creq, "20150830T123600Z", "us-east-1", "s3");
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={AKID}/20150830/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature={sig}"
+        );
+        let parts = common::parts(
+            "GET",
+            "/b?prefix=a+b",
+            &[
+                ("host", "h"),
+                ("x-amz-date", "20150830T123600Z"),
+                ("authorization", &auth),
+            ],
+        );
+        verify(
+            &parts,
+            &lookup(),
+            common::at("20150830T123600Z"),
+            &VerifyOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{canonical_value}: {e}"));
+        // ...but not as anything else.
+        let other = common::parts(
+            "GET",
+            "/b?prefix=a-b",
+            &[
+                ("host", "h"),
+                ("x-amz-date", "20150830T123600Z"),
+                ("authorization", &auth),
+            ],
+        );
+        assert!(
+            verify(
+                &other,
+                &lookup(),
+                common::at("20150830T123600Z"),
+                &VerifyOptions::default()
+            )
+            .is_err()
+        );
+    }
+}
