@@ -97,8 +97,8 @@ pub(crate) struct Service {
     pub(crate) data: ServiceData,
     pub(crate) protocol: Protocol,
     by_name: HashMap<String, usize>,
-    /// REST routes: (operation index, parsed path template).
-    pub(crate) routes: Vec<(usize, Template)>,
+    /// REST routes by HTTP method: (operation index, parsed path template).
+    routes: HashMap<String, Vec<(usize, Template)>>,
 }
 
 /// All services.
@@ -121,7 +121,7 @@ pub(crate) fn registry() -> Result<&'static Registry, ClassifyError> {
 // === impl Registry ===
 
 impl Registry {
-    fn parse(files: &[(&str, &str)]) -> Result<Self, String> {
+    pub(crate) fn parse(files: &[(&str, &str)]) -> Result<Self, String> {
         let mut services = Vec::with_capacity(files.len());
         let mut by_signing_name: HashMap<String, Vec<usize>> = HashMap::new();
         for (name, text) in files {
@@ -136,14 +136,17 @@ impl Registry {
                 other => return Err(format!("`{name}.json`: unknown protocol `{other}`")),
             };
             let mut by_name = HashMap::with_capacity(data.operations.len());
-            let mut routes = Vec::new();
+            let mut routes: HashMap<String, Vec<(usize, Template)>> = HashMap::new();
             for (i, op) in data.operations.iter().enumerate() {
                 by_name.insert(op.name.clone(), i);
                 if matches!(protocol, Protocol::RestJson | Protocol::RestXml) {
-                    let (Some(_), Some(path)) = (&op.method, &op.path) else {
+                    let (Some(method), Some(path)) = (&op.method, &op.path) else {
                         return Err(format!("`{name}.json`: `{}` has no http route", op.name));
                     };
-                    routes.push((i, Template::parse(path)?));
+                    routes
+                        .entry(method.clone())
+                        .or_default()
+                        .push((i, Template::parse(path)?));
                 }
             }
             by_signing_name
@@ -175,6 +178,11 @@ impl Registry {
 // === impl Service ===
 
 impl Service {
+    /// REST routes for an HTTP method.
+    pub(crate) fn routes(&self, method: &str) -> &[(usize, Template)] {
+        self.routes.get(method).map_or(&[], Vec::as_slice)
+    }
+
     /// An operation by name.
     pub(crate) fn op(&self, name: &str) -> Option<&OpData> {
         self.by_name

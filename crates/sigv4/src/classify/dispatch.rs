@@ -72,21 +72,23 @@ pub(crate) fn needs_body(
     let Ok(registry) = registry() else {
         return false;
     };
-    let Some(service) = registry.by_signing_name(signing_name).into_iter().next() else {
-        return false;
-    };
-    match service.protocol {
-        Protocol::Json | Protocol::Query | Protocol::Ec2 => true,
-        Protocol::RestJson | Protocol::RestXml => {
-            let query = Params::parse(query.unwrap_or_default().as_bytes());
-            match route(service, method, path, &query, headers) {
-                Ok((op, _)) => {
-                    handlers::needs_body(op) || op.mem.values().any(|(loc, _)| *loc == Loc::Body)
+    let query = Params::parse(query.unwrap_or_default().as_bytes());
+    // With several services under one signing name, buffer if any of them would read it.
+    registry
+        .by_signing_name(signing_name)
+        .into_iter()
+        .any(|service| match service.protocol {
+            Protocol::Json | Protocol::Query | Protocol::Ec2 => true,
+            Protocol::RestJson | Protocol::RestXml => {
+                match route(service, method, path, &query, headers) {
+                    Ok((op, _)) => {
+                        handlers::needs_body(op)
+                            || op.mem.values().any(|(loc, _)| *loc == Loc::Body)
+                    }
+                    Err(_) => false,
                 }
-                Err(_) => false,
             }
-        }
-    }
+        })
 }
 
 /// See [`super::error_format`].
@@ -127,7 +129,7 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
             });
         }
         [one] => *one,
-        many => pick_service(many, target, &query)?,
+        many => pick_service(many, input, target, &query)?,
     };
     let mut req = Req {
         input,
@@ -202,22 +204,38 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
     Ok(req)
 }
 
-/// Chooses among services sharing a signing name by protocol hints.
+/// Chooses among services sharing a signing name by protocol hints: an `X-Amz-Target`
+/// with the service's prefix, an `Action` parameter (query string or form body) for
+/// query services, a matching route for REST services. Exactly one must fit.
 fn pick_service(
     candidates: &[&'static Service],
+    input: &ClassifyInput<'_>,
     target: Option<&str>,
     query: &Params,
 ) -> Result<&'static Service, ClassifyError> {
-    let fits = |s: &&&'static Service| match s.protocol {
+    let form_action = query.contains("Action")
+        || (input.body.is_some_and(|b| !b.is_empty())
+            && matches!(
+                content_type(input.headers).ok().flatten().as_deref(),
+                None | Some("application/x-www-form-urlencoded")
+            )
+            && input
+                .body
+                .is_some_and(|b| Params::parse(b).contains("Action")));
+    let fits = |s: &&'static Service| match s.protocol {
         Protocol::Json => match (target, &s.data.target_prefix) {
             (Some(t), Some(p)) => t.rsplit_once('.').is_some_and(|(tp, _)| tp == p),
-            (None, _) => s.data.query_compatible && query.contains("Action"),
+            (None, _) => s.data.query_compatible && form_action,
             _ => false,
         },
-        Protocol::Query | Protocol::Ec2 => target.is_none(),
-        Protocol::RestJson | Protocol::RestXml => target.is_none() && !query.contains("Action"),
+        Protocol::Query | Protocol::Ec2 => target.is_none() && form_action,
+        Protocol::RestJson | Protocol::RestXml => {
+            target.is_none()
+                && !form_action
+                && route(s, input.method, input.path, query, input.headers).is_ok()
+        }
     };
-    let mut fitting = candidates.iter().filter(fits);
+    let mut fitting = candidates.iter().copied().filter(fits);
     match (fitting.next(), fitting.next()) {
         (Some(one), None) => Ok(one),
         (Some(a), Some(b)) => Err(ClassifyError::Ambiguous {
@@ -225,11 +243,8 @@ fn pick_service(
             second: b.data.service.clone(),
         }),
         (None, _) => Err(ClassifyError::Unrecognised {
-            service: candidates
-                .first()
-                .map(|s| s.data.signing_name.clone())
-                .unwrap_or_default(),
-            reason: "no service of this signing name fits the request's protocol".into(),
+            service: input.signing_name.to_owned(),
+            reason: "no service signing as this name fits the request's protocol".into(),
         }),
     }
 }
@@ -304,13 +319,10 @@ pub(crate) fn route(
     // (specificity, operation, labels): more discriminators, then more literal segments,
     // then not a deprecated alias.
     let mut best: Vec<((usize, usize, bool), &'static OpData, Labels)> = Vec::new();
-    for (i, template) in &service.routes {
+    for (i, template) in service.routes(method.as_str()) {
         let Some(op) = service.data.operations.get(*i) else {
             continue;
         };
-        if op.method.as_deref() != Some(method.as_str()) {
-            continue;
-        }
         let Some(labels) = template.matches(&raw)? else {
             continue;
         };
@@ -461,5 +473,92 @@ pub(crate) fn json_member(json: &Value, key: &str) -> Result<Option<MemberValue>
             .map(MemberValue::One)
             .map(Some)
             .ok_or_else(|| invalid(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
+    use super::*;
+    use crate::classify::data::Registry;
+
+    /// Four services sharing the signing name `svc`, one per protocol family.
+    fn shared() -> Vec<&'static Service> {
+        let op = r#"[{"name":"Op","action":"svc:Op"}]"#;
+        let rest = |path: &str| {
+            format!(r#"[{{"name":"Op","action":"svc:Op","method":"GET","path":"{path}"}}]"#)
+        };
+        let files = [
+            format!(
+                r#"{{"service":"a-json","protocol":"json","signing_name":"svc","target_prefix":"AJ","operations":{op}}}"#
+            ),
+            format!(
+                r#"{{"service":"b-query","protocol":"query","signing_name":"svc","operations":{op}}}"#
+            ),
+            format!(
+                r#"{{"service":"c-rest","protocol":"rest-json","signing_name":"svc","operations":{}}}"#,
+                rest("/things")
+            ),
+            format!(
+                r#"{{"service":"d-rest","protocol":"rest-json","signing_name":"svc","operations":{}}}"#,
+                rest("/other/{Id}")
+            ),
+        ];
+        let files: Vec<(&str, &str)> = files.iter().map(|f| ("t", f.as_str())).collect();
+        let registry: &'static Registry = Box::leak(Box::new(Registry::parse(&files).unwrap()));
+        registry.by_signing_name("svc")
+    }
+
+    fn pick(
+        method: Method,
+        path: &str,
+        hdrs: &[(&'static str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<String, ClassifyError> {
+        let mut headers = HeaderMap::new();
+        for (k, v) in hdrs {
+            headers.insert(*k, v.parse().unwrap());
+        }
+        let (path, q) = path.split_once('?').unwrap_or((path, ""));
+        let input = ClassifyInput {
+            method: &method,
+            path,
+            query: Some(q),
+            headers: &headers,
+            body,
+            signing_name: "svc",
+            region: "us-east-1",
+            account_id: "1",
+        };
+        let target = header(&headers, "x-amz-target").unwrap();
+        pick_service(&shared(), &input, target, &Params::parse(q.as_bytes()))
+            .map(|s| s.data.service.clone())
+    }
+
+    use http::Method;
+
+    #[test]
+    fn protocol_hints_pick_among_services_sharing_a_signing_name() {
+        assert_eq!(
+            pick(Method::POST, "/", &[("x-amz-target", "AJ.Op")], Some(b"{}")).unwrap(),
+            "a-json"
+        );
+        assert_eq!(
+            pick(Method::GET, "/?Action=Op", &[], None).unwrap(),
+            "b-query"
+        );
+        assert_eq!(
+            pick(Method::POST, "/", &[], Some(b"Action=Op")).unwrap(),
+            "b-query"
+        );
+        assert_eq!(pick(Method::GET, "/things", &[], None).unwrap(), "c-rest");
+        assert_eq!(pick(Method::GET, "/other/x", &[], None).unwrap(), "d-rest");
+        assert!(pick(Method::POST, "/", &[("x-amz-target", "ZZ.Op")], None).is_err());
+        assert!(pick(Method::GET, "/nothing", &[], None).is_err());
     }
 }
