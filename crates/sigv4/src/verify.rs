@@ -94,6 +94,15 @@ pub enum Verification {
 }
 
 impl Verification {
+    /// The head as far as it is known: complete, or awaiting the body hash. Its access key
+    /// id, region and service come from the (parsed, key-checked) credential scope.
+    pub fn head(&self) -> &Verified {
+        match self {
+            Self::Verified(v) => v,
+            Self::NeedsBody(p) => &p.verified,
+        }
+    }
+
     /// Finishes verification with the whole body at hand (buffered requests): checks the
     /// signature if it was pending, then the body against the signed hash or chunk
     /// signatures.
@@ -120,6 +129,11 @@ impl PendingBody {
     /// The access key id the request names (already known to the lookup).
     pub fn access_key_id(&self) -> &str {
         &self.verified.access_key_id
+    }
+
+    /// Region and signing name of the credential scope (not yet authenticated).
+    pub fn scope(&self) -> (&str, &str) {
+        (&self.verified.region, &self.verified.service)
     }
 
     /// Checks the signature with the body's hash.
