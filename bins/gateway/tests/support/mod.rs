@@ -31,6 +31,9 @@ pub struct Gateway {
     pub agent_port: u16,
     pub admin_port: u16,
     pub env: Vec<(String, String)>,
+    /// Run the gateway in its own mount namespace with the log directory on a tmpfs of
+    /// this many bytes (so a test can fill the disk with [`Gateway::fill_log_disk`]).
+    pub log_tmpfs: Option<u64>,
 }
 
 fn sha(t: &str) -> String {
@@ -126,6 +129,12 @@ arn = "{role}"
 max_ttl_secs = 3600
 approvals_required = 1
 approvers = ["bob"]
+
+[[roles]]
+name = "ops"
+arn = "{role}"
+max_ttl_secs = 3600
+approvals_required = 1
 "#,
             data = dir.path().join("data").display(),
             endpoint = moto.endpoint(),
@@ -153,6 +162,7 @@ approvers = ["bob"]
             agent_port,
             admin_port,
             env,
+            log_tmpfs: None,
         };
         g.spawn();
         g
@@ -166,9 +176,26 @@ approvers = ["bob"]
             .open(self.dir.path().join("gateway.log"))
             .unwrap_or_else(|e| panic!("{e}"));
         let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
-            .args(["serve", "--config"])
-            .arg(&self.config)
+        let gateway = env!("CARGO_BIN_EXE_custody-gateway");
+        let mut cmd = match self.log_tmpfs {
+            None => {
+                let mut c = Command::new(gateway);
+                c.args(["serve", "--config"]).arg(&self.config);
+                c
+            }
+            Some(bytes) => {
+                let log_dir = self.log_dir();
+                std::fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("{e}"));
+                let mut c = Command::new("unshare");
+                c.args(["-m", "sh", "-c"]).arg(format!(
+                    "mount -t tmpfs -o size={bytes} none '{}' && exec '{gateway}' serve --config '{}'",
+                    log_dir.display(),
+                    self.config.display()
+                ));
+                c
+            }
+        };
+        let child = cmd
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
@@ -198,6 +225,48 @@ approvers = ["bob"]
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway did not start: {}", self.server_log());
+    }
+
+    /// Fill the gateway's log tmpfs (see `log_tmpfs`) to the last byte, from inside its
+    /// mount namespace.
+    pub fn fill_log_disk(&self) {
+        let pid = self
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .unwrap_or_else(|| panic!("not running"));
+        let filler = self.log_dir().join("filler");
+        let out = Command::new("nsenter")
+            .args(["-t", &pid.to_string(), "-m", "dd", "if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", filler.display()))
+            .output()
+            .unwrap_or_else(|e| panic!("nsenter: {e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("No space left"),
+            "the disk did not fill: {err}"
+        );
+    }
+
+    /// GET a path on the admin listener; (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port))
+            .unwrap_or_else(|e| panic!("{e}"));
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut text = String::new();
+        s.read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// SIGKILL the gateway.

@@ -1,0 +1,546 @@
+//! Grant lifecycle and failure behaviour of the whole gateway, with real peers: approval
+//! rules, agents asking for themselves, expiry and revocation on the next request, a
+//! SIGKILL during a burst, and a full log disk (fail closed).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use custody_test_support::{run_aws_cli, run_python};
+use support::{ADMIN_TOKEN, AGENT_TOKEN, ALICE_TOKEN, BOB_TOKEN, Gateway, Stack, assert_denied};
+
+const WRITE_SCOPE: &[&str] = &[
+    "--allow",
+    "s3:PutObject,s3:GetObject,s3:ListBucket",
+    "--resource",
+    "arn:aws:s3:::reports",
+    "--resource",
+    "arn:aws:s3:::reports/*",
+];
+
+fn ask(
+    gw: &Gateway,
+    token: &str,
+    identity: Option<&str>,
+    role: &str,
+    ttl: &str,
+) -> serde_json::Value {
+    let mut args = vec![
+        "--task",
+        "t-1",
+        "--intent",
+        "write the report",
+        "--role",
+        role,
+        "--ttl",
+        ttl,
+    ];
+    if let Some(i) = identity {
+        args.extend(["--identity", i]);
+    }
+    args.extend_from_slice(WRITE_SCOPE);
+    gw.request(token, &args)
+}
+
+#[test]
+fn approval_rules_hold() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    // Requested by alice; the writer role names bob as its only approver.
+    let grant = ask(gw, ALICE_TOKEN, Some("agent:etl"), "writer", "30m");
+    assert_eq!(grant["status"], "pending");
+    let id = grant["id"].as_str().unwrap();
+    let env = gw.agent_env(ALICE_TOKEN, id);
+
+    // Pending: nothing works yet.
+    let out = run_aws_cli(
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "reports",
+            "--key",
+            "q1/summary.txt",
+        ],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert!(!out.success(), "a pending grant was honoured");
+    let out = run_python(
+        "import boto3\nboto3.client('s3').get_object(Bucket='reports', Key='q1/summary.txt')",
+        &env,
+    )
+    .unwrap();
+    assert!(
+        out.stderr.contains("AccessDenied") && out.stderr.contains("pending"),
+        "{}",
+        out.stderr
+    );
+
+    // alice requested it and is not a listed approver; the admin is not listed either.
+    let out = gw.cli(ALICE_TOKEN, &["grant", "approve", id]);
+    assert!(
+        !out.success() && out.stderr.contains("alice"),
+        "{}",
+        out.stderr
+    );
+    let out = gw.cli(ADMIN_TOKEN, &["grant", "approve", id]);
+    assert!(
+        !out.success() && out.stderr.contains("not an approver"),
+        "{}",
+        out.stderr
+    );
+
+    // bob approves: the next call works.
+    let out = gw.cli(BOB_TOKEN, &["grant", "approve", id]);
+    assert!(out.success(), "{}", out.stderr);
+    let out = run_aws_cli(
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "reports",
+            "--key",
+            "q1/summary.txt",
+        ],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+
+    // A requester can never approve their own grant (the `ops` role lets anyone approve).
+    let own = ask(gw, BOB_TOKEN, Some("agent:etl"), "ops", "30m");
+    let out = gw.cli(
+        BOB_TOKEN,
+        &["grant", "approve", own["id"].as_str().unwrap()],
+    );
+    assert!(
+        !out.success() && out.stderr.contains("cannot approve"),
+        "{}",
+        out.stderr
+    );
+
+    // The log names who requested and who approved.
+    let entries = gw.entries();
+    let ev = |event: &str| {
+        entries
+            .iter()
+            .find(|e| e["kind"] == "grant" && e["event"] == event && e["grant_id"] == id)
+            .cloned()
+    };
+    assert_eq!(ev("requested").unwrap()["by"], "alice");
+    assert_eq!(ev("approved").unwrap()["by"], "bob");
+    assert_eq!(ev("activated").unwrap()["by"], "bob");
+}
+
+#[test]
+fn agents_ask_for_themselves_only() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    // A read-only, short grant the agent asks for itself is approved by rule.
+    let mine = gw.request(
+        AGENT_TOKEN,
+        &[
+            "--task",
+            "t-9",
+            "--intent",
+            "read q1",
+            "--role",
+            "reader",
+            "--ttl",
+            "10m",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "arn:aws:s3:::reports/q1/*",
+        ],
+    );
+    assert_eq!(mine["identity"], "agent:report-bot");
+    assert_eq!(mine["status"], "active");
+    let entries = gw.entries();
+    let approved = entries.iter().find(|e| e["event"] == "approved").unwrap();
+    assert!(
+        approved["by"]
+            .as_str()
+            .unwrap()
+            .starts_with("rule:auto-approve-read-only"),
+        "{approved}"
+    );
+    // …but not for another identity, and it cannot approve or see others' grants.
+    let out = gw.cli(
+        AGENT_TOKEN,
+        &[
+            "grant",
+            "request",
+            "--identity",
+            "agent:other",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    assert!(
+        !out.success() && out.stderr.contains("only request grants for itself"),
+        "{}",
+        out.stderr
+    );
+    let other = ask(gw, ADMIN_TOKEN, Some("agent:other"), "writer", "30m");
+    let other_id = other["id"].as_str().unwrap();
+    let out = gw.cli(AGENT_TOKEN, &["grant", "approve", other_id]);
+    assert!(
+        !out.success() && out.stderr.contains("agents cannot approve"),
+        "{}",
+        out.stderr
+    );
+    let out = gw.cli(AGENT_TOKEN, &["grant", "show", other_id]);
+    assert!(!out.success(), "an agent saw another identity's grant");
+    let out = gw.cli(AGENT_TOKEN, &["grant", "list", "--identity", "agent:other"]);
+    assert!(!out.success());
+    let out = gw.cli(AGENT_TOKEN, &["grant", "list"]);
+    assert!(
+        out.success() && !out.stdout.contains(other_id),
+        "{}",
+        out.stdout
+    );
+    // Credentials are released once.
+    let id = mine["id"].as_str().unwrap();
+    let env = gw.agent_env(AGENT_TOKEN, id);
+    let again = gw.cli(AGENT_TOKEN, &["grant", "credentials", id]);
+    assert!(
+        !again.success() && again.stderr.contains("already released"),
+        "{}",
+        again.stderr
+    );
+    let out = run_aws_cli(
+        &["s3", "cp", "s3://reports/q1/summary.txt", "-"],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert_eq!(out.stdout, "q1 numbers", "{}", out.stderr);
+    // The admin token is not a SigV4 credential and SigV4 credentials are not admin tokens.
+    let out = gw.cli(&env.secret_access_key, &["grant", "list"]);
+    assert!(
+        !out.success() && out.stderr.contains("401"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn expiry_and_revocation_take_effect_on_the_next_request() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let short = gw.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--ttl",
+            "3s",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    let env = gw.agent_env(ADMIN_TOKEN, short["id"].as_str().unwrap());
+    let get = ["s3", "cp", "s3://reports/q1/summary.txt", "-"];
+    let out = run_aws_cli(&get, &env, None).unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    std::thread::sleep(Duration::from_millis(3500));
+    let out = run_python(
+        "import boto3\nboto3.client('s3').get_object(Bucket='reports', Key='q1/summary.txt')",
+        &env,
+    )
+    .unwrap();
+    assert!(
+        out.stderr.contains("AccessDenied") && out.stderr.contains("expired"),
+        "{}",
+        out.stderr
+    );
+    // The sweeper logged the expiry.
+    std::thread::sleep(Duration::from_millis(500));
+    let id = short["id"].as_str().unwrap();
+    assert!(
+        gw.entries()
+            .iter()
+            .any(|e| e["kind"] == "grant" && e["event"] == "expired" && e["grant_id"] == id)
+    );
+    let shown = gw.cli(ADMIN_TOKEN, &["grant", "show", id]);
+    assert!(shown.stdout.contains("\"expired\""), "{}", shown.stdout);
+
+    // Revocation: allowed, revoke, denied on the very next request.
+    let grant = gw.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "t2",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    let id = grant["id"].as_str().unwrap();
+    let env = gw.agent_env(ADMIN_TOKEN, id);
+    assert!(run_aws_cli(&get, &env, None).unwrap().success());
+    assert!(gw.cli(ALICE_TOKEN, &["grant", "revoke", id]).success());
+    let out = run_python(
+        "import boto3\nboto3.client('s3').get_object(Bucket='reports', Key='q1/summary.txt')",
+        &env,
+    )
+    .unwrap();
+    assert!(
+        out.stderr.contains("AccessDenied") && out.stderr.contains("revoked"),
+        "{}",
+        out.stderr
+    );
+    let entries = gw.entries();
+    let revoked = entries
+        .iter()
+        .position(|e| e["event"] == "revoked" && e["grant_id"] == id)
+        .unwrap();
+    let last = entries
+        .iter()
+        .rposition(|e| e["kind"] == "request_decision" && e["grant_id"] == id)
+        .unwrap();
+    assert!(last > revoked && entries[last]["allowed"] == false);
+    assert_eq!(gw.verify(&[]).status, 0);
+}
+
+const BURST: &str = r#"
+import boto3, concurrent.futures, sys
+s3 = boto3.client("s3")
+def put(i):
+    try:
+        s3.put_object(Bucket="reports", Key=f"burst/{i:04d}", Body=b"x" * 100)
+        return 1
+    except Exception:
+        return 0
+with concurrent.futures.ThreadPoolExecutor(8) as ex:
+    print(sum(ex.map(put, range(400))))
+"#;
+
+#[test]
+fn sigkill_during_a_burst_loses_no_evidence() {
+    let mut stack = Stack::start();
+    let grant = stack.gateway.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "burst",
+            "--intent",
+            "i",
+            "--role",
+            "writer",
+            "--ttl",
+            "30m",
+            "--allow",
+            "s3:PutObject,s3:ListBucket",
+            "--resource",
+            "arn:aws:s3:::reports",
+            "--resource",
+            "arn:aws:s3:::reports/*",
+        ],
+    );
+    let id = grant["id"].as_str().unwrap().to_owned();
+    assert!(
+        stack
+            .gateway
+            .cli(BOB_TOKEN, &["grant", "approve", &id])
+            .success()
+    );
+    let env = stack.gateway.agent_env(ADMIN_TOKEN, &id);
+    let burst_env = env.clone();
+    let burst = std::thread::spawn(move || run_python(BURST, &burst_env).unwrap());
+    // Kill once the burst is under way: some puts allowed and logged.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let puts = stack
+            .gateway
+            .entries()
+            .iter()
+            .filter(|e| e["operation"] == "PutObject")
+            .count();
+        if puts >= 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stack.gateway.kill9();
+    let done = burst.join().unwrap();
+    let acknowledged: usize = done.stdout.trim().parse().unwrap_or(0);
+    assert!(
+        acknowledged > 0 && acknowledged < 400,
+        "the kill should land mid-burst: {acknowledged}"
+    );
+
+    stack.gateway.spawn();
+    let verify = stack.gateway.verify(&[]);
+    assert_eq!(verify.status, 0, "{}\n{}", verify.stdout, verify.stderr);
+    assert!(
+        stack
+            .gateway
+            .entries()
+            .iter()
+            .any(|e| e["kind"] == "recovered"),
+        "restart after SIGKILL records a recovery"
+    );
+
+    // Every object moto holds was allowed, in the log, before it was forwarded.
+    let listed = run_python(
+        "import boto3\np = boto3.client('s3').get_paginator('list_objects_v2')\nfor page in p.paginate(Bucket='reports', Prefix='burst'):\n    for o in page.get('Contents', []): print(o['Key'])",
+        &env,
+    )
+    .unwrap();
+    assert!(listed.success(), "{}", listed.stderr);
+    let keys: Vec<&str> = listed.stdout.lines().collect();
+    assert!(
+        keys.len() >= acknowledged,
+        "{} objects, {acknowledged} acknowledged",
+        keys.len()
+    );
+    let entries = stack.gateway.entries();
+    for key in keys {
+        let resource = format!("arn:aws:s3:::reports/{key}");
+        let logged = entries.iter().any(|e| {
+            e["kind"] == "request_decision"
+                && e["allowed"] == true
+                && e["operation"] == "PutObject"
+                && e["access"]["actions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["resources"][0] == resource.as_str()))
+        });
+        assert!(
+            logged,
+            "moto holds `{key}` but the log has no allowed decision for it"
+        );
+    }
+}
+
+#[test]
+fn a_full_log_disk_fails_closed() {
+    let moto = support::moto();
+    let mut gw = Gateway::start(&moto, |_| {});
+    gw.kill9();
+    gw.log_tmpfs = Some(4 << 20);
+    // Start afresh inside a mount namespace whose log directory is a 4 MiB tmpfs.
+    let _ = std::fs::remove_dir_all(gw.log_dir());
+    gw.spawn();
+    let grant = gw.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "writer",
+            "--allow",
+            "s3:PutObject,s3:GetObject",
+            "--resource",
+            "arn:aws:s3:::reports/*",
+        ],
+    );
+    let id = grant["id"].as_str().unwrap();
+    assert!(gw.cli(BOB_TOKEN, &["grant", "approve", id]).success());
+    let env = gw.agent_env(ADMIN_TOKEN, id);
+    assert!(
+        run_aws_cli(
+            &["s3", "cp", "s3://reports/q1/summary.txt", "-"],
+            &env,
+            None
+        )
+        .unwrap()
+        .success()
+    );
+    assert_eq!(gw.admin_get("/readyz").0, 200);
+
+    gw.fill_log_disk();
+    let out = run_python(
+        "import boto3\nfrom botocore.config import Config\ns3 = boto3.client('s3', config=Config(retries={'max_attempts': 1}))\ntry:\n    s3.put_object(Bucket='reports', Key='after-full.txt', Body=b'must not land')\n    print('forwarded')\nexcept Exception as e:\n    print(e)",
+        &env,
+    )
+    .unwrap();
+    assert!(
+        out.stdout.contains("ServiceUnavailable") || out.stdout.contains("503"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let (status, body) = gw.admin_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("log"), "{body}");
+    // moto never received the put.
+    let mut other = Gateway::start(&moto, |_| {});
+    let reader = other.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:y",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    let env = other.agent_env(ADMIN_TOKEN, reader["id"].as_str().unwrap());
+    let out = run_aws_cli(
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "reports",
+            "--key",
+            "after-full.txt",
+        ],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert!(
+        !out.success() && (out.stderr.contains("404") || out.stderr.contains("Not Found")),
+        "{}",
+        out.stderr
+    );
+    other.kill9();
+}
