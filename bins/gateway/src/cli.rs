@@ -33,7 +33,7 @@ pub enum Command {
     },
     /// Manage grants through the admin API.
     #[command(subcommand)]
-    Grant(GrantCommand),
+    Grant(Box<GrantCommand>),
 }
 
 /// `--config`.
@@ -70,7 +70,7 @@ pub struct AdminArgs {
 #[derive(Debug, Subcommand)]
 pub enum GrantCommand {
     /// Request a grant for an agent identity and task.
-    Request(RequestArgs),
+    Request(Box<RequestArgs>),
     /// Approve a pending grant.
     Approve {
         /// Grant id.
@@ -239,7 +239,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("[[agents]]\nidentity = {identity:?}\ntoken_sha256 = \"{digest}\"");
             Ok(())
         }
-        Command::Grant(cmd) => grant(cmd).await,
+        Command::Grant(cmd) => grant(*cmd).await,
     }
 }
 

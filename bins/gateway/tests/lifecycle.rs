@@ -14,7 +14,7 @@ mod support;
 use std::time::Duration;
 
 use custody_test_support::{run_aws_cli, run_python};
-use support::{ADMIN_TOKEN, AGENT_TOKEN, ALICE_TOKEN, BOB_TOKEN, Gateway, Stack, assert_denied};
+use support::{ADMIN_TOKEN, AGENT_TOKEN, ALICE_TOKEN, BOB_TOKEN, Gateway, Stack};
 
 const WRITE_SCOPE: &[&str] = &[
     "--allow",

@@ -14,7 +14,7 @@
 mod support;
 
 use custody_test_support::{AwsEnv, run_aws_cli, run_python};
-use support::{ADMIN_TOKEN, BOB_TOKEN, Stack, assert_denied};
+use support::{ADMIN_TOKEN, BOB_TOKEN, Stack};
 
 /// A writer grant (approved by bob) over the test resources; returns the agent env.
 fn writer_grant(stack: &Stack) -> (String, AwsEnv) {
