@@ -271,7 +271,7 @@ impl Default for LogSection {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_buffered_body: 1 << 20,
+            max_buffered_body: 6 << 20,
             expiry_sweep_ms: 1000,
         }
     }

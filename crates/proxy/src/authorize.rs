@@ -104,13 +104,19 @@ where
             let decision = decide(&grant, &access, now);
             ctx.access = Some(access);
             if !decision.allowed {
-                let message = format!(
-                    "grant `{}` for `{}` denies {}: {}",
-                    grant.id.as_str(),
-                    grant.identity,
-                    describe(ctx.access.as_ref()),
-                    decision.reason
-                );
+                let reason = decision.reason.to_string();
+                let first_action = ctx.access.as_ref().and_then(|a| a.actions.first()).map(|a| a.action.as_str());
+                // Name the action and resource once: the reason often already does.
+                let message = if first_action.is_some_and(|a| reason.contains(a)) {
+                    format!("grant `{}` for `{}`: {reason}", grant.id.as_str(), grant.identity)
+                } else {
+                    format!(
+                        "grant `{}` for `{}` denies {}: {reason}",
+                        grant.id.as_str(),
+                        grant.identity,
+                        describe(ctx.access.as_ref())
+                    )
+                };
                 return Ok(refuse(
                     &shared,
                     ctx,
