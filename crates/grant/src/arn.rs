@@ -109,7 +109,9 @@ impl ArnPattern {
         match (&self.kind, segments) {
             (Kind::Any, _) => true,
             (_, None) => false,
-            (Kind::Literal, Some(_)) => self.text == resource,
+            (Kind::Literal, Some(_)) => {
+                wildcard::bytes_eq(self.text.as_bytes(), resource.as_bytes())
+            }
             (Kind::Segments(want), Some(have)) => want
                 .iter()
                 .zip(have.iter())

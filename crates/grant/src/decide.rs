@@ -240,16 +240,39 @@ fn evaluate_scope(
                 detail: format!("`{action}` is not `service:Action`"),
             });
         }
-        let explicit_only = CREDENTIAL_MINTING_ACTIONS
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(action));
-        let pair = |ri: usize, text: &str, missing: &mut Option<Reason>, by: &mut Vec<_>| {
-            check_pair(statements, &ctx, (ai, action), (ri, text), explicit_only).map(|outcome| {
-                match outcome {
-                    Ok(allowed) => by.push(allowed),
-                    Err(reason) => {
-                        missing.get_or_insert(reason);
+        // Fold once here; every pattern is folded at parse time.
+        let mut buf = [0u8; 64];
+        let owned;
+        let folded: &str = match buf.get_mut(..action.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(action.as_bytes());
+                dst.make_ascii_lowercase();
+                match std::str::from_utf8(dst) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        owned = action.to_ascii_lowercase();
+                        &owned
                     }
+                }
+            }
+            None => {
+                owned = action.to_ascii_lowercase();
+                &owned
+            }
+        };
+        let explicit_only = CREDENTIAL_MINTING_ACTIONS.contains(&folded);
+        let pair = |ri: usize, text: &str, missing: &mut Option<Reason>, by: &mut Vec<_>| {
+            check_pair(
+                statements,
+                &ctx,
+                (ai, action, folded),
+                (ri, text),
+                explicit_only,
+            )
+            .map(|outcome| match outcome {
+                Ok(allowed) => by.push(allowed),
+                Err(reason) => {
+                    missing.get_or_insert(reason);
                 }
             })
         };
@@ -271,7 +294,7 @@ fn evaluate_scope(
 fn check_pair(
     statements: &[Statement],
     ctx: &EvalContext<'_>,
-    (ai, action): (usize, &str),
+    (ai, action, folded): (usize, &str, &str),
     (ri, text): (usize, &str),
     explicit_only: bool,
 ) -> Result<Result<StatementRef, Reason>, Reason> {
@@ -284,7 +307,7 @@ fn check_pair(
     for (index, s) in statements.iter().enumerate() {
         match s.effect() {
             Effect::Deny => {
-                if s.applies(action, &resource, ctx, false) {
+                if s.applies(folded, &resource, ctx, false) {
                     return Err(Reason::ExplicitDeny {
                         statement: cite(index, s.sid()),
                         action: action.to_owned(),
@@ -293,9 +316,9 @@ fn check_pair(
                 }
             }
             Effect::Allow if allowed_by.is_none() => {
-                if s.applies(action, &resource, ctx, explicit_only) {
+                if s.applies(folded, &resource, ctx, explicit_only) {
                     allowed_by = Some(cite(index, s.sid()));
-                } else if explicit_only && s.applies(action, &resource, ctx, false) {
+                } else if explicit_only && s.applies(folded, &resource, ctx, false) {
                     wildcard_only = true;
                 }
             }

@@ -95,7 +95,7 @@ impl Glob {
             if fold_case {
                 a.eq_ignore_ascii_case(b)
             } else {
-                a == b
+                bytes_eq(a, b)
             }
         };
         match self {
@@ -113,6 +113,12 @@ impl Glob {
     pub(crate) fn is_exact(&self) -> bool {
         matches!(self, Self::Exact(_))
     }
+}
+
+/// Byte equality without a call into libc: the strings compared here are short ARN
+/// segments, where `memcmp`'s call overhead dominated the decision time.
+pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Whether `pattern` contains a wildcard character.

@@ -257,8 +257,9 @@ impl Statement {
         &self.conditions
     }
 
-    /// Whether the statement covers `action` on `resource` under `ctx`. `action` is compared
-    /// case-insensitively. With `literal_only`, only an `Action` entry without wildcards that
+    /// Whether the statement covers `action` on `resource` under `ctx`. `action` must be
+    /// folded to ASCII lower case by the caller (action names are case-insensitive; folding
+    /// once per request instead of per comparison keeps decisions fast). With `literal_only`, only an `Action` entry without wildcards that
     /// names `action` counts (for credential-minting actions).
     pub(crate) fn applies(
         &self,
@@ -319,8 +320,9 @@ impl ActionPattern {
         })
     }
 
+    /// `action` must already be ASCII lower case (the pattern is folded at parse time).
     fn matches(&self, action: &str) -> bool {
-        self.glob.matches(action, true)
+        self.glob.matches(action, false)
     }
 }
 
