@@ -11,6 +11,7 @@
 mod common;
 
 use bytes::Bytes;
+use custody_sigv4::canonical::{PathCanonicalization, canonical_path, canonical_query};
 use custody_sigv4::chunked::{
     ChunkDecoder, ChunkEvent, ChunkLimits, ChunkSigningContext, frame_chunk,
 };
@@ -140,6 +141,21 @@ proptest! {
         // The wrong key never accepts it.
         let d = ChunkDecoder::signed(ctx("other"), SEED, trailer, None, ChunkLimits::default());
         prop_assert!(feed(d, &body, &splits).is_err());
+    }
+
+    #[test]
+    fn canonical_query_is_idempotent_and_total(q in "[a-zA-Z0-9%&=+._~ /;:@!$'()*,-]{0,80}",
+                                               raw in proptest::collection::vec(any::<u8>(), 0..80),
+                                               plus in any::<bool>()) {
+        let once = canonical_query(&q, plus, None);
+        prop_assert_eq!(canonical_query(&once, plus, None), once.clone());
+        prop_assert!(once.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~%=&".contains(&b)));
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let _ = canonical_query(&raw, plus, Some("X-Amz-Signature"));
+        for rule in [PathCanonicalization::S3, PathCanonicalization::DEFAULT] {
+            let p = canonical_path(&raw, rule);
+            prop_assert!(rule == PathCanonicalization::S3 || p.starts_with('/'));
+        }
     }
 
     #[test]
