@@ -229,7 +229,7 @@ fn evaluate_scope(
         context: &request.context,
     };
     let statements = grant.scope.statements();
-    let mut by = Vec::new();
+    let mut by = Vec::with_capacity(request.actions.len());
     // The first pair without an Allow; reported only if no pair is explicitly denied.
     let mut missing: Option<Reason> = None;
     for (ai, wanted) in request.actions.iter().enumerate() {
@@ -358,6 +358,14 @@ fn well_formed_action(action: &str) -> bool {
 // === impl Decision ===
 
 impl Decision {
+    /// A deny with `reason`, e.g. for a request the gateway could not classify.
+    pub fn deny(reason: Reason) -> Self {
+        Self {
+            allowed: false,
+            reason,
+        }
+    }
+
     /// Whether the request may be forwarded.
     pub fn is_allowed(&self) -> bool {
         self.allowed

@@ -9,6 +9,22 @@
 //! the second fence at AWS itself. [`GrantStore`] keeps grants; [`FileGrantStore`] is the
 //! embedded default.
 //!
+//! # Semantics, briefly
+//! - **Actions** are `service:Name` patterns with `*` / `?`, matched case-insensitively.
+//! - **Resources** are six-part ARN patterns matched case-sensitively and per segment: a
+//!   wildcard in partition, service, region or account stays inside that segment, the
+//!   resource part is matched whole (across `/` and `:`). `*` alone matches everything,
+//!   including the `*` of an action without a resource; no other pattern matches that `*`.
+//! - **`NotAction` / `NotResource`** cover everything their list does not match.
+//! - **Conditions**: values of one key are alternatives, keys and operators all must hold; a
+//!   key the request lacks fails a positive operator and satisfies a negated one (as in IAM).
+//! - **Decision**: status, validity window, budget, region, then scope. An explicit `Deny`
+//!   on any action/resource pair wins, every pair needs an `Allow`, and credential-minting
+//!   actions ([`CREDENTIAL_MINTING_ACTIONS`]) count as allowed only when named literally.
+//! - **Budget**: [`GrantStore::record_use`] returns the number of earlier requests, which
+//!   goes into [`AccessRequest::requests_so_far`]; the request is allowed while that is below
+//!   the budget.
+//!
 //! ```
 //! use custody_grant::{
 //!     decide, AccessRequest, ActionRequest, ApprovalPolicy, Grant, GrantRequest, Limits,
