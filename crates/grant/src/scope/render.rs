@@ -1,5 +1,7 @@
 //! Rendering a scope back to IAM policy JSON, and as an STS session policy.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use super::{Actions, Resources, Scope, Statement};
@@ -44,11 +46,14 @@ impl Scope {
 }
 
 /// The IAM JSON form; with `for_sts`, shaped for a session policy as documented above.
+///
+/// Keys are emitted in sorted order whether or not serde_json's `preserve_order` feature is
+/// on somewhere in the build, so the text is the same everywhere (the log hashes it).
 pub(crate) fn to_value(scope: &Scope, for_sts: bool) -> Value {
-    let mut policy = Map::new();
-    policy.insert("Version".to_owned(), Value::String(scope.version.clone()));
+    let mut policy = BTreeMap::new();
+    policy.insert("Version", Value::String(scope.version.clone()));
     if let Some(id) = &scope.id {
-        policy.insert("Id".to_owned(), Value::String(id.clone()));
+        policy.insert("Id", Value::String(id.clone()));
     }
     let statements = scope
         .statements
@@ -60,58 +65,58 @@ pub(crate) fn to_value(scope: &Scope, for_sts: bool) -> Value {
         })
         .map(|s| statement(s, for_sts))
         .collect();
-    policy.insert("Statement".to_owned(), Value::Array(statements));
-    Value::Object(policy)
+    policy.insert("Statement", Value::Array(statements));
+    object(policy)
 }
 
 fn statement(s: &Statement, for_sts: bool) -> Value {
-    let mut out = Map::new();
+    let mut out = BTreeMap::new();
     if let Some(sid) = &s.sid {
-        out.insert("Sid".to_owned(), Value::String(sid.clone()));
+        out.insert("Sid", Value::String(sid.clone()));
     }
-    out.insert(
-        "Effect".to_owned(),
-        Value::String(
-            match s.effect {
-                super::Effect::Allow => "Allow",
-                super::Effect::Deny => "Deny",
-            }
-            .to_owned(),
-        ),
-    );
+    let effect = match s.effect {
+        super::Effect::Allow => "Allow",
+        super::Effect::Deny => "Deny",
+    };
+    out.insert("Effect", Value::String(effect.to_owned()));
     let (name, actions) = match &s.actions {
         Actions::Action(list) => ("Action", list),
         Actions::NotAction(list) => ("NotAction", list),
     };
-    out.insert(
-        name.to_owned(),
-        one_or_many(actions.iter().map(|a| a.text.clone())),
-    );
+    out.insert(name, one_or_many(actions.iter().map(|a| a.text.clone())));
     let (name, resources) = match &s.resources {
         Resources::Resource(list) => ("Resource", list),
         Resources::NotResource(list) => ("NotResource", list),
     };
-    out.insert(
-        name.to_owned(),
-        one_or_many(resources.iter().map(|r| r.text.clone())),
-    );
-    let mut block = Map::new();
+    out.insert(name, one_or_many(resources.iter().map(|r| r.text.clone())));
+    let mut block: BTreeMap<&str, BTreeMap<&str, Value>> = BTreeMap::new();
     for c in s
         .conditions
         .iter()
         .filter(|c| !(for_sts && c.is_source_ip()))
     {
-        let keys = block
-            .entry(c.operator.name().to_owned())
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(keys) = keys {
-            keys.insert(c.key_text.clone(), one_or_many(c.values.iter().cloned()));
-        }
+        block
+            .entry(c.operator.name())
+            .or_default()
+            .insert(&c.key_text, one_or_many(c.values.iter().cloned()));
     }
     if !block.is_empty() {
-        out.insert("Condition".to_owned(), Value::Object(block));
+        let block = block
+            .into_iter()
+            .map(|(op, keys)| (op, object(keys)))
+            .collect();
+        out.insert("Condition", object(block));
     }
-    Value::Object(out)
+    object(out)
+}
+
+/// A JSON object with its keys inserted in sorted order.
+fn object(entries: BTreeMap<&str, Value>) -> Value {
+    let mut map = Map::new();
+    for (k, v) in entries {
+        map.insert(k.to_owned(), v);
+    }
+    Value::Object(map)
 }
 
 fn one_or_many(items: impl ExactSizeIterator<Item = String>) -> Value {

@@ -192,6 +192,16 @@ impl FileGrantStore {
     }
 }
 
+impl std::fmt::Debug for FileGrantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the entries: they hold secrets.
+        f.debug_struct("FileGrantStore")
+            .field("path", &self.path)
+            .field("grants", &self.read().by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for FileGrantStore {
     fn drop(&mut self) {
         // Best effort: without it, counts restart from their (higher) reservations.
