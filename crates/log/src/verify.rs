@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::entry::{self, Entry, EntryBody, GrantEventKind, RequestDecision};
+use crate::entry::{self, Entry, EntryBody, GrantEventKind};
 use crate::merkle::{CompactTree, Hash, leaf_hash};
 use crate::note::{NoteVerifier, SignedCheckpoint, parse_vkey};
 use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
@@ -274,7 +274,36 @@ struct Head<'a> {
     allowed: Option<bool>,
     #[serde(default, borrow)]
     grant_id: Option<Cow<'a, str>>,
+    // Request decision fields, decoded in the same pass (the hot path: no
+    // second parse of allowed decisions).
+    #[serde(default)]
+    identity: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    grant_event_seq: Option<u64>,
+    #[serde(default)]
+    access: Option<custody_grant::AccessRequest>,
 }
+
+/// What re-evaluating an allowed request needs.
+struct AllowedRequest {
+    grant_id: String,
+    identity: String,
+    request_id: String,
+    grant_event_seq: Option<u64>,
+    access: custody_grant::AccessRequest,
+}
+
+const KINDS: [&str; 7] = [
+    "gateway_started",
+    "gateway_stopped",
+    "grant",
+    "request_decision",
+    "request_outcome",
+    "key_rotated",
+    "recovered",
+];
 
 /// One line after the parallel phase.
 struct Rec {
@@ -289,8 +318,10 @@ struct Parsed {
     prev: Hash,
     /// Grant of a request decision (allowed or not), for budget counting.
     decision_grant: Option<String>,
-    /// Full entry for the kinds the sequential checks look into.
+    /// Full entry for grant events and key rotations.
     full: Option<Box<Entry>>,
+    /// An allowed request to re-evaluate.
+    allowed: Option<Box<AllowedRequest>>,
 }
 
 fn parse_line(line: &[u8], origin: &str) -> Rec {
@@ -305,19 +336,44 @@ fn parse_line(line: &[u8], origin: &str) -> Rec {
         let head: Head<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
         let time =
             entry::parse_time(&head.time).map_err(|e| format!("bad time `{}`: {e}", head.time))?;
-        let needs_full = match head.kind.as_ref() {
-            "grant" | "key_rotated" => true,
-            "request_decision" => head.allowed != Some(false),
-            _ => false,
+        if !KINDS.contains(&head.kind.as_ref()) {
+            return Err(format!("unknown entry kind `{}`", head.kind));
+        }
+        let full = match head.kind.as_ref() {
+            "grant" | "key_rotated" => {
+                Some(Box::new(Entry::decode(line).map_err(|e| e.to_string())?))
+            }
+            _ => None,
         };
-        let full = if needs_full {
-            Some(Box::new(Entry::decode(line).map_err(|e| e.to_string())?))
+        let is_decision = head.kind == "request_decision";
+        let decision_grant = if is_decision {
+            head.grant_id.as_deref().map(str::to_owned)
         } else {
             None
         };
-        let decision_grant = match head.kind.as_ref() {
-            "request_decision" => head.grant_id.map(Cow::into_owned),
-            _ => None,
+        let allowed = if is_decision {
+            let allowed = head.allowed.ok_or("decision without `allowed`")?;
+            match (
+                allowed,
+                head.grant_id,
+                head.identity,
+                head.request_id,
+                head.access,
+            ) {
+                (false, ..) => None,
+                (true, Some(g), Some(identity), Some(request_id), Some(access)) => {
+                    Some(Box::new(AllowedRequest {
+                        grant_id: g.into_owned(),
+                        identity,
+                        request_id,
+                        grant_event_seq: head.grant_event_seq,
+                        access,
+                    }))
+                }
+                _ => return Err("allowed decision is missing fields".into()),
+            }
+        } else {
+            None
         };
         Ok(Parsed {
             decision_grant,
@@ -326,6 +382,7 @@ fn parse_line(line: &[u8], origin: &str) -> Rec {
             origin_ok: head.origin == origin,
             prev: head.prev,
             full,
+            allowed,
         })
     })();
     Rec { hash, parsed }
@@ -712,6 +769,18 @@ impl Verifier {
         if let Some(full) = p.full {
             self.semantic(file, line, *full);
         }
+        if let Some(a) = p.allowed {
+            self.report.decisions_checked += 1;
+            if let Some(why) = self.reevaluate(&a, p.time) {
+                self.fail(
+                    FindingClass::UnauthorizedAllow,
+                    file,
+                    line,
+                    Some(p.seq),
+                    why,
+                );
+            }
+        }
         // Every decision counts against the grant's budget, allowed or not.
         if let Some(g) = p.decision_grant {
             *self.decisions_per_grant.entry(g).or_insert(0) += 1;
@@ -742,24 +811,12 @@ impl Verifier {
                     format!("key rotation names an invalid key: {err}"),
                 ),
             },
-            EntryBody::RequestDecision(d) if d.allowed => {
-                self.report.decisions_checked += 1;
-                if let Some(why) = self.reevaluate(&d, e.time) {
-                    self.fail(
-                        FindingClass::UnauthorizedAllow,
-                        file,
-                        line,
-                        Some(e.seq),
-                        why,
-                    );
-                }
-            }
             _ => {}
         }
     }
 
     /// `None` if the grant, as logged before the decision, allows it.
-    fn reevaluate(&self, d: &RequestDecision, at: OffsetDateTime) -> Option<String> {
+    fn reevaluate(&self, d: &AllowedRequest, at: OffsetDateTime) -> Option<String> {
         let id = &d.grant_id;
         match d.grant_event_seq {
             None => {
