@@ -256,7 +256,7 @@ impl Grant {
             });
         }
         // A scope that cannot be sent to STS would fail on the first request; refuse it now.
-        r.scope.session_policy()?;
+        r.scope.session_policy_in(&r.regions)?;
         let not_before = r.not_before.unwrap_or(now);
         let expires_at = not_before + r.ttl;
         let (access_key_id, secret) = generate_credentials()?;
@@ -285,6 +285,12 @@ impl Grant {
             status_changed_by: None,
         };
         Ok(IssuedGrant { grant, secret })
+    }
+
+    /// The session policy for STS: the scope plus the region fence
+    /// ([`Scope::session_policy_in`]).
+    pub fn session_policy(&self) -> Result<String, PolicyTooLarge> {
+        self.scope.session_policy_in(&self.regions)
     }
 
     /// Record `approver`'s approval; the grant turns active when enough have approved.

@@ -260,3 +260,23 @@ fn session_policy_too_large_says_so() {
         )
     );
 }
+
+#[test]
+fn grant_session_policy_fences_regions() {
+    let scope =
+        Scope::from_cli(["--allow", "s3:GetObject", "--resource", "arn:aws:s3:::b/*"]).unwrap();
+    assert_eq!(
+        scope
+            .session_policy_in(&["eu-west-1".to_owned(), "eu-central-1".to_owned()])
+            .unwrap(),
+        r#"{"Statement":[{"Action":"s3:GetObject","Effect":"Allow","Resource":"arn:aws:s3:::b/*"},{"Action":"*","Condition":{"StringNotEquals":{"aws:RequestedRegion":["eu-west-1","eu-central-1"]}},"Effect":"Deny","Resource":"*","Sid":"CustodyRegions"}],"Version":"2012-10-17"}"#
+    );
+    assert_eq!(
+        scope.session_policy_in(&[]).unwrap(),
+        scope.session_policy().unwrap()
+    );
+    // The fence is itself a valid scope statement.
+    let fenced =
+        Scope::from_iam_json(&scope.session_policy_in(&["eu-west-1".to_owned()]).unwrap()).unwrap();
+    assert_eq!(fenced.statements().len(), 2);
+}

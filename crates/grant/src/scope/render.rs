@@ -33,7 +33,30 @@ impl Scope {
     /// without its condition it would deny every address). Everything else is rendered as
     /// parsed. Errors with the size if the result exceeds [`SESSION_POLICY_LIMIT`].
     pub fn session_policy(&self) -> Result<String, PolicyTooLarge> {
-        let json = to_value(self, true).to_string();
+        self.session_policy_in(&[])
+    }
+
+    /// [`Scope::session_policy`], plus, when `regions` is not empty, a final statement
+    /// `CustodyRegions` denying every action outside them (`aws:RequestedRegion`), the same
+    /// fence [`crate::decide`] applies. [`crate::Grant::session_policy`] calls this.
+    pub fn session_policy_in(&self, regions: &[String]) -> Result<String, PolicyTooLarge> {
+        let mut value = to_value(self, true);
+        if !regions.is_empty()
+            && let Some(Value::Array(statements)) = value.get_mut("Statement")
+        {
+            let mut condition = BTreeMap::new();
+            condition.insert("aws:RequestedRegion", one_or_many(regions.iter().cloned()));
+            let mut block = BTreeMap::new();
+            block.insert("StringNotEquals", object(condition));
+            let mut fence = BTreeMap::new();
+            fence.insert("Sid", Value::String("CustodyRegions".to_owned()));
+            fence.insert("Effect", Value::String("Deny".to_owned()));
+            fence.insert("Action", Value::String("*".to_owned()));
+            fence.insert("Resource", Value::String("*".to_owned()));
+            fence.insert("Condition", object(block));
+            statements.push(object(fence));
+        }
+        let json = value.to_string();
         let size = json.chars().count();
         if size > SESSION_POLICY_LIMIT {
             return Err(PolicyTooLarge {
