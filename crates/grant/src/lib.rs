@@ -87,6 +87,7 @@
 mod arn;
 mod credentials;
 mod decide;
+mod decision;
 mod grant;
 mod scope;
 mod store;
@@ -95,10 +96,8 @@ mod wildcard;
 pub use credentials::{
     ACCESS_KEY_PREFIX, AccessKeyId, AgentSecret, CredentialError, GrantId, generate_credentials,
 };
-pub use decide::{
-    AccessRequest, ActionRequest, CREDENTIAL_MINTING_ACTIONS, Decision, Reason, StatementRef,
-    decide,
-};
+pub use decide::{AccessRequest, ActionRequest, CREDENTIAL_MINTING_ACTIONS, decide};
+pub use decision::{Decision, Reason, StatementRef};
 pub use grant::{
     Approval, ApprovalPolicy, Grant, GrantError, GrantRequest, GrantStatus, IssuedGrant, Limits,
     Task,
