@@ -1,0 +1,68 @@
+"""Print the tables of benches/gateway-vs-nginx.sh.
+
+argv[1]: the loadgen result lines (JSON, one per point, with "path" and "label").
+stdin: one JSON object with the memory readings and the run's facts.
+"""
+import json
+import sys
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+facts = json.load(sys.stdin)
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+print(f"\nmachine: {facts['nproc']} cores, {facts['cpu']}; date {facts['date']}; "
+      f"commit {facts['commit']}; {facts['duration']} s per point; "
+      f"pinned: {'yes' if facts['pin'] == '1' else 'no'}")
+for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed SHA-256)")):
+    points = {}
+    for r in rows:
+        if r["label"] == op:
+            points.setdefault(r["concurrency"], {})[r["path"]] = r
+    if not points:
+        continue
+    print(f"\n{title}")
+    print("| conc | direct req/s | p50 | p99 | nginx req/s | p50 | p99 | gateway req/s | p50 | p99 "
+          "| gw/nginx thr | gw-direct p50 | gw-direct p99 | log append mean | req per append |")
+    print("|---:" * 15 + "|")
+    for conc in sorted(points):
+        p = points[conc]
+        d, n, g = p.get("direct"), p.get("nginx"), p.get("gateway")
+        if not (d and n and g):
+            continue
+        cells = [str(conc)]
+        for x in (d, n, g):
+            cells += [f"{x['rps']:.0f}", f"{x['p50_us']} µs", f"{x['p99_us']} µs"]
+        cells.append(f"{g['rps'] / n['rps']:.2f}" if n["rps"] else "-")
+        cells.append(f"{g['p50_us'] - d['p50_us']:+d} µs")
+        cells.append(f"{g['p99_us'] - d['p99_us']:+d} µs")
+        mean = g.get("log_append_mean_us")
+        cells.append(f"{mean:.0f} µs" if mean is not None else "-")
+        # Two entries per request (decision, outcome); appends counted by the metric.
+        cells.append(f"{g['log_appends'] / max(g['requests'], 1):.2f}")
+        print("| " + " | ".join(cells) + " |")
+    errs = [(r["path"], r["concurrency"], r["errors"], r["first_error"]) for r in rows
+            if r["label"] == op and r["errors"]]
+    for e in errs:
+        print(f"  errors on {e[0]} c={e[1]}: {e[2]} (first: {e[3]})")
+
+h = facts["hold"]
+print("\ngateway memory (VmRSS / VmHWM)")
+print("| reading | value |")
+print("|---|---:|")
+print(f"| idle, after start | {mib(facts['rss_idle_start_kib'])} |")
+print(f"| idle, after the load above | {mib(facts['rss_idle_after_load_kib'])} |")
+print(f"| {facts['hold_conns']} open connections ({h['open']} open, {h['errors']} errors) "
+      f"| {mib(facts['rss_hold_kib'])} |")
+print(f"| after they closed | {mib(facts['rss_after_hold_kib'])} |")
+for key, up, what in (("peak_64m_kib", "upload_64m", "64 MiB upload, signed SHA-256"),
+                      ("peak_1g_kib", "upload_1g", "1 GiB upload, signed SHA-256"),
+                      ("peak_1g_unsigned_kib", "upload_1g_unsigned", "1 GiB upload, UNSIGNED-PAYLOAD")):
+    u = facts[up]
+    print(f"| peak during {what} ({u['mib_per_s']:.0f} MiB/s) | {mib(facts[key])} |")
+print(f"| peak over the whole run | {mib(facts['peak_all_kib'])} |")
+p50, p99 = facts["fsync_us"].split()
+print(f"\nfdatasync of a 400-byte append on the log's disk: p50 {p50} µs, p99 {p99} µs")
