@@ -11,3 +11,10 @@ if ((${#need_pip[@]})); then
     echo "installing test peers: ${need_pip[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"
 fi
+
+# s3s-fs: an independent S3 server that verifies SigV4 including aws-chunked chunk
+# signatures (the oracle for keys moto mis-signs and for streaming uploads).
+if ! command -v s3s-fs >/dev/null 2>&1; then
+    echo "installing test peer: s3s-fs 0.14.1 (cargo install, about 2 minutes)" >&2
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+fi

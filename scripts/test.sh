@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 
 # End-to-end tests each start their own peers; two test threads fit a 2-core machine.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
-exec cargo test --workspace "$@"
+exec cargo test --workspace --no-fail-fast "$@"

@@ -176,3 +176,43 @@ impl CredentialSource for BrokerSource {
         })
     }
 }
+
+/// Signs with the gateway's own base credentials (`[broker]
+/// danger_sign_with_base_credentials`): no STS, no session policy at the upstream.
+pub struct BaseCredentials {
+    /// The credentials, from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+    /// `AWS_SESSION_TOKEN`.
+    pub credentials: Credentials,
+}
+
+impl BaseCredentials {
+    /// Read the base credentials from the environment.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return Err("`broker.danger_sign_with_base_credentials` needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment".into());
+        };
+        Ok(Self {
+            credentials: Credentials::new(
+                key,
+                secret,
+                var("AWS_SESSION_TOKEN"),
+                None,
+                "custody-base",
+            ),
+        })
+    }
+}
+
+impl RoleBroker for BaseCredentials {
+    fn credentials<'a>(
+        &'a self,
+        _req: &'a GrantCredentialsRequest,
+    ) -> custody_broker::CredentialsFuture<'a> {
+        let creds = self.credentials.clone();
+        Box::pin(async move { Ok(creds) })
+    }
+
+    fn revoke(&self, _grant_id: &str) {}
+}

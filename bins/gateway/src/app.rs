@@ -187,8 +187,14 @@ impl Gateway {
             refresh_margin: Duration::from_secs(config.broker.refresh_margin_secs),
             ..BrokerConfig::default()
         };
-        let broker: Arc<dyn RoleBroker> =
-            Arc::new(StsBroker::new(broker_config, clock.clone()).await?);
+        let broker: Arc<dyn RoleBroker> = if config.broker.danger_sign_with_base_credentials {
+            tracing::warn!(
+                "broker.danger_sign_with_base_credentials is on: upstream requests are signed with the gateway's own credentials, without a session policy"
+            );
+            Arc::new(crate::adapters::BaseCredentials::from_env().map_err(AppError::Other)?)
+        } else {
+            Arc::new(StsBroker::new(broker_config, clock.clone()).await?)
+        };
 
         let released_path = config.data_dir.join("credentials-released");
         let released = read_released(&released_path)?;

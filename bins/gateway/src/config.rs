@@ -85,6 +85,10 @@ pub struct BrokerSection {
     pub region: Option<String>,
     /// Refresh credentials this many seconds before they expire.
     pub refresh_margin_secs: u64,
+    /// Sign upstream requests with the gateway's own base credentials instead of
+    /// assuming the grant's role: for S3-compatible stores without STS. The gateway's
+    /// decision is then the only fence (no session policy at the upstream).
+    pub danger_sign_with_base_credentials: bool,
 }
 
 /// Log settings.
@@ -250,6 +254,7 @@ impl Default for BrokerSection {
             endpoint: None,
             region: None,
             refresh_margin_secs: 300,
+            danger_sign_with_base_credentials: false,
         }
     }
 }

@@ -259,18 +259,28 @@ fn expiry_and_revocation_take_effect_on_the_next_request() {
             "--role",
             "reader",
             "--ttl",
-            "3s",
+            "8s",
             "--allow",
             "s3:GetObject",
             "--resource",
             "*",
         ],
     );
+    let expires_at = time::OffsetDateTime::parse(
+        short["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     let env = gw.agent_env(ADMIN_TOKEN, short["id"].as_str().unwrap());
     let get = ["s3", "cp", "s3://reports/q1/summary.txt", "-"];
     let out = run_aws_cli(&get, &env, None).unwrap();
     assert!(out.success(), "{}", out.stderr);
-    std::thread::sleep(Duration::from_millis(3500));
+    // Wait for the grant's own expiry, then the next call is denied.
+    let left = expires_at - time::OffsetDateTime::now_utc();
+    if left.is_positive() {
+        std::thread::sleep(Duration::from_secs_f64(left.as_seconds_f64()));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let out = run_python(
         "import boto3\nboto3.client('s3').get_object(Bucket='reports', Key='q1/summary.txt')",
         &env,

@@ -77,13 +77,34 @@ impl Stack {
 
 impl Gateway {
     pub fn start(moto: &MotoServer, edit: impl FnOnce(&mut String)) -> Self {
-        let dir = temp_dir().unwrap_or_else(|e| panic!("{e}"));
-        let agent_port = free_port().unwrap_or_else(|e| panic!("{e}"));
-        let admin_port = free_port().unwrap_or_else(|e| panic!("{e}"));
         let role = moto
             .role_arn("agent")
             .unwrap_or_else(|| panic!("no role"))
             .to_owned();
+        let gw = moto
+            .user("custody-gateway")
+            .unwrap_or_else(|| panic!("no gateway user"));
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID".to_owned(), gw.access_key_id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                gw.secret_access_key.clone(),
+            ),
+        ];
+        Self::start_for(&moto.endpoint(), &role, env, edit)
+    }
+
+    /// A gateway in front of `endpoint`, granting `role`, with `env` (its own AWS
+    /// credentials) in its environment.
+    pub fn start_for(
+        endpoint: &str,
+        role: &str,
+        env: Vec<(String, String)>,
+        edit: impl FnOnce(&mut String),
+    ) -> Self {
+        let dir = temp_dir().unwrap_or_else(|e| panic!("{e}"));
+        let agent_port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        let admin_port = free_port().unwrap_or_else(|e| panic!("{e}"));
         let mut config = format!(
             r#"data_dir = "{data}"
 
@@ -137,7 +158,6 @@ max_ttl_secs = 3600
 approvals_required = 1
 "#,
             data = dir.path().join("data").display(),
-            endpoint = moto.endpoint(),
             alice = sha(ALICE_TOKEN),
             bob = sha(BOB_TOKEN),
             agent = sha(AGENT_TOKEN),
@@ -145,16 +165,6 @@ approvals_required = 1
         edit(&mut config);
         let config_path = dir.path().join("custody.toml");
         std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
-        let gw = moto
-            .user("custody-gateway")
-            .unwrap_or_else(|| panic!("no gateway user"));
-        let env = vec![
-            ("AWS_ACCESS_KEY_ID".to_owned(), gw.access_key_id.clone()),
-            (
-                "AWS_SECRET_ACCESS_KEY".to_owned(),
-                gw.secret_access_key.clone(),
-            ),
-        ];
         let mut g = Self {
             child: None,
             dir,
