@@ -61,13 +61,15 @@ fn s3s() -> S3s {
         .unwrap_or_else(|e| {
             panic!("s3s-fs not installed (./scripts/install-test-peers.sh installs it): {e}")
         });
+    // Owned from here on: dropping it (also on the panic below) stops the server.
+    let server = S3s {
+        child,
+        port,
+        _dir: dir,
+    };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return S3s {
-                child,
-                port,
-                _dir: dir,
-            };
+            return server;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
