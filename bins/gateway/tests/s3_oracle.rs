@@ -79,6 +79,10 @@ fn s3s() -> S3s {
 /// s3s-fs, a gateway in front of it signing with s3s-fs's key, and an agent grant over
 /// `bucket`.
 fn stack() -> (S3s, Gateway, AwsEnv) {
+    stack_with(|_| {})
+}
+
+fn stack_with(edit: impl FnOnce(&mut String)) -> (S3s, Gateway, AwsEnv) {
     let s3 = s3s();
     let env = vec![
         ("AWS_ACCESS_KEY_ID".into(), AK.into()),
@@ -90,6 +94,7 @@ fn stack() -> (S3s, Gateway, AwsEnv) {
         env,
         |c| {
             c.push_str("\n[broker]\ndanger_sign_with_base_credentials = true\n");
+            edit(c);
         },
     );
     let grant = gw.request(
@@ -383,4 +388,95 @@ fn aws_chunked_uploads_are_verified_and_re_signed_chunk_by_chunk() {
         "the tampered upload reached the store: {}",
         out.stdout
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 (and localhost), made with the openssl CLI.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+const TLS_UPLOADS: &str = r#"
+import boto3, json, os
+s3 = boto3.client("s3")
+out = {"modes": []}
+def record(request, **kwargs):
+    if request.method == "PUT":
+        out["modes"].append(request.headers.get("x-amz-content-sha256", b"").decode() if isinstance(request.headers.get("x-amz-content-sha256"), bytes) else request.headers.get("x-amz-content-sha256"))
+s3.meta.events.register("before-send.s3.PutObject", record)
+for name, body in [("tls/zero", b""), ("tls/small", b"over tls"), ("tls/big", b"t" * (6 * 1024 * 1024 + 3))]:
+    s3.put_object(Bucket="bucket", Key=name, Body=body)
+    out[name] = s3.get_object(Bucket="bucket", Key=name)["Body"].read() == body
+print(json.dumps(out))
+"#;
+
+#[test]
+fn tls_listener_and_streaming_unsigned_trailer_uploads() {
+    let certs = temp_dir().unwrap();
+    let (cert, key) = self_signed(certs.path());
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let (_s3, gw, mut agent) = stack_with(move |c| {
+        *c = c.replacen(
+            "[agent]\n",
+            &format!("[agent]\ntls_cert = \"{cert_s}\"\ntls_key = \"{key_s}\"\n"),
+            1,
+        );
+    });
+    assert!(agent.endpoint.starts_with("https://"), "{}", agent.endpoint);
+    // boto3 over https sends uploads as aws-chunked with a CRC trailer
+    // (STREAMING-UNSIGNED-PAYLOAD-TRAILER); plain http would not exercise that mode.
+    let code = format!(
+        "import os\nos.environ['AWS_CA_BUNDLE'] = {:?}\n{TLS_UPLOADS}",
+        cert.display().to_string()
+    );
+    let out = run_python(&code, &agent).unwrap();
+    assert!(out.success(), "{}\n{}", out.stderr, gw.server_log());
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    for k in ["tls/zero", "tls/small", "tls/big"] {
+        assert_eq!(v[k], true, "{k}");
+    }
+    assert!(
+        v["modes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+        "boto3 over tls should stream with a trailer: {}",
+        v["modes"]
+    );
+    // Plain http to the TLS listener gets nothing served.
+    agent.endpoint = agent.endpoint.replace("https://", "http://");
+    let out = run_python(
+        "import boto3\nboto3.client('s3').get_object(Bucket='bucket', Key='tls/small')",
+        &agent,
+    )
+    .unwrap();
+    assert!(!out.success());
 }
