@@ -276,10 +276,10 @@ struct Head<'a> {
     grant_id: Option<Cow<'a, str>>,
     // Request decision fields, decoded in the same pass (the hot path: no
     // second parse of allowed decisions).
-    #[serde(default)]
-    identity: Option<String>,
-    #[serde(default)]
-    request_id: Option<String>,
+    #[serde(default, borrow)]
+    identity: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request_id: Option<Cow<'a, str>>,
     #[serde(default)]
     grant_event_seq: Option<u64>,
     #[serde(default)]
@@ -364,8 +364,8 @@ fn parse_line(line: &[u8], origin: &str) -> Rec {
                 (true, Some(g), Some(identity), Some(request_id), Some(access)) => {
                     Some(Box::new(AllowedRequest {
                         grant_id: g.into_owned(),
-                        identity,
-                        request_id,
+                        identity: identity.into_owned(),
+                        request_id: request_id.into_owned(),
                         grant_event_seq: head.grant_event_seq,
                         access,
                     }))
