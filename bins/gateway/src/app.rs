@@ -6,7 +6,7 @@
 //! expiry) is made in the store first and logged after. Either way the log never shows a
 //! request allowed under a grant it does not show as active.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -196,6 +196,7 @@ impl Gateway {
             Arc::new(StsBroker::new(broker_config, clock.clone()).await?)
         };
 
+        let activations = rebuild_activations(&config.log_dir(), store.as_ref());
         let released_path = config.data_dir.join("credentials-released");
         let released = read_released(&released_path)?;
         let scheme = if config.agent.tls_cert.is_some() {
@@ -211,7 +212,7 @@ impl Gateway {
             broker,
             metrics: Arc::new(Metrics::new()),
             clock,
-            activations: Arc::default(),
+            activations: Arc::new(Mutex::new(activations)),
             admin_token,
             lifecycle: tokio::sync::Mutex::new(()),
             released: Mutex::new(released),
@@ -592,6 +593,41 @@ impl Gateway {
             .map(|g| (*g).clone())
             .ok_or_else(|| OpError::new(404, format!("no grant `{}`", id.as_str())))
     }
+}
+
+/// After a restart: the activation entry of every active grant, read back from the log, so
+/// request decisions keep naming the event that authorised them. Reads the segments once
+/// (only when some grant is active); unreadable entries are skipped, the verifier reports
+/// them.
+fn rebuild_activations(log_dir: &Path, store: &dyn GrantStore) -> HashMap<String, u64> {
+    let mut map = HashMap::new();
+    let filter = custody_grant::GrantFilter {
+        status: Some(GrantStatus::Active),
+        ..Default::default()
+    };
+    let active: BTreeSet<String> = match store.list(&filter) {
+        Ok(list) => list.iter().map(|g| g.id.as_str().to_owned()).collect(),
+        Err(_) => return map,
+    };
+    if active.is_empty() {
+        return map;
+    }
+    let Ok(files) = custody_log::verify::read_dir(log_dir) else {
+        return map;
+    };
+    for (_, data) in &files.segments {
+        for line in custody_log::storage::split_lines(data).0 {
+            let Ok(entry) = custody_log::Entry::decode(line) else {
+                continue;
+            };
+            if let EntryBody::Grant(ev) = &entry.body {
+                if ev.event == GrantEventKind::Activated && active.contains(&ev.grant_id) {
+                    map.insert(ev.grant_id.clone(), entry.seq);
+                }
+            }
+        }
+    }
+    map
 }
 
 fn parse_id(id: &str) -> Result<GrantId, OpError> {

@@ -554,3 +554,78 @@ fn a_full_log_disk_fails_closed() {
     );
     other.kill9();
 }
+
+#[test]
+fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
+    let mut stack = Stack::start();
+    let grant = stack.gateway.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    let id = grant["id"].as_str().unwrap().to_owned();
+    let env = stack.gateway.agent_env(ADMIN_TOKEN, &id);
+    let get = ["s3", "cp", "s3://reports/q1/summary.txt", "-"];
+    assert!(run_aws_cli(&get, &env, None).unwrap().success());
+    let _ = run_aws_cli(&["s3", "cp", "-", "s3://reports/new.txt"], &env, None).unwrap();
+
+    // Metrics count decisions by service.
+    let (status, metrics) = stack.gateway.admin_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"custody_requests_total{decision="allowed",service="s3"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"custody_requests_total{decision="denied",service="s3"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("custody_log_append_seconds"), "{metrics}");
+    assert_eq!(stack.gateway.admin_get("/healthz").0, 200);
+
+    // SIGTERM: drain, final checkpoint, stop entry; the log then verifies strictly (no
+    // unsealed tail).
+    let status = stack.gateway.terminate().unwrap();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        stack.gateway.server_log()
+    );
+    let entries = stack.gateway.entries();
+    assert_eq!(
+        entries.last().unwrap()["kind"],
+        "gateway_stopped",
+        "{:?}",
+        entries.last()
+    );
+    let strict = stack.gateway.verify(&["--strict"]);
+    assert_eq!(strict.status, 0, "{}\n{}", strict.stdout, strict.stderr);
+
+    // After a restart the grant still works and decisions still cite its activation.
+    stack.gateway.spawn();
+    assert!(run_aws_cli(&get, &env, None).unwrap().success());
+    let entries = stack.gateway.entries();
+    let activation = entries
+        .iter()
+        .find(|e| e["event"] == "activated" && e["grant_id"] == id.as_str())
+        .unwrap()["seq"]
+        .clone();
+    let last = entries
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "request_decision" && e["allowed"] == true)
+        .unwrap();
+    assert_eq!(last["grant_event_seq"], activation, "{last}");
+}
