@@ -858,6 +858,18 @@ impl Writer {
         })
         .map_err(|e| LogError::Failed(format!("encode checkpoint: {e}")))?;
         line.push(b'\n');
+        // The latest-checkpoint files first: a crash between the two writes
+        // must leave `checkpoint` ahead of `checkpoints.jsonl`, never behind
+        // it (behind is what a replayed checkpoint looks like).
+        storage::write_atomic(
+            &self.cfg.dir,
+            LATEST_CHECKPOINT_FILE,
+            signed.note.as_bytes(),
+        )
+        .map_err(|e| LogError::io("write", &self.cfg.dir.join(LATEST_CHECKPOINT_FILE), &e))?;
+        if let Some(copy) = &self.cfg.checkpoint_copy_dir {
+            copy_checkpoint(copy, &signed)?;
+        }
         let path = self.ckpt_path.clone();
         let r = self
             .ckpt
@@ -869,15 +881,6 @@ impl Writer {
             return Err(e);
         }
         self.ckpt_len += line.len() as u64;
-        storage::write_atomic(
-            &self.cfg.dir,
-            LATEST_CHECKPOINT_FILE,
-            signed.note.as_bytes(),
-        )
-        .map_err(|e| LogError::io("write", &self.cfg.dir.join(LATEST_CHECKPOINT_FILE), &e))?;
-        if let Some(copy) = &self.cfg.checkpoint_copy_dir {
-            copy_checkpoint(copy, &signed)?;
-        }
         self.sealed_size = cp.size;
         self.last_checkpoint_at = Instant::now();
         self.first_unsealed_at = None;
