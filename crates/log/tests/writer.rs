@@ -92,6 +92,8 @@ fn append_async_resolves_without_a_runtime() {
     let seqs: Vec<u64> = futs.into_iter().map(|f| block_on(f).unwrap().seq).collect();
     assert_eq!(seqs, (1..21).collect::<Vec<_>>());
     fn is_send_static<T: Send + 'static>(_: &T) {}
+    fn is_send_sync<T: Send + Sync>(_: &T) {}
+    is_send_sync(&log);
     is_send_static(&log.append_async(outcome(0)));
     log.close().unwrap();
 }
