@@ -1,425 +1,27 @@
-//! The durable, group-committed writer.
-//!
-//! Callers encode their entry body on their own thread and queue it; one
-//! committer thread takes everything queued, stamps sequence numbers, times
-//! and hash links, writes the batch with one `write` and makes it durable with
-//! one `fdatasync`, then wakes every caller in the batch. While it syncs, the
-//! next batch queues up. Checkpoints are written by the same thread.
-//!
-//! Fail closed: if a write or sync fails, the segment is cut back to the last
-//! durable length, every caller in the batch gets the error, and the log
-//! refuses all later appends (and `health` reports it) until it is reopened.
+//! The committer thread: group commit, checkpoints, segment rotation, and
+//! the scan that reopens a log after a crash.
 
-use std::collections::VecDeque;
-use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::future::Future;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::{Appended, Item, LogConfig, Op, Queue, Reply, Shared, Slot, lock};
 use crate::entry::{self, Entry, EntryBody};
 use crate::error::LogError;
 use crate::merkle::{CompactTree, Hash, leaf_hash};
 use crate::note::{Checkpoint, SignedCheckpoint, vkey};
 use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
 
-/// A clock returning the current time; entries are stamped with it.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
-
-/// Log configuration.
-#[derive(Clone)]
-pub struct LogConfig {
-    /// Directory holding segments and checkpoints.
-    pub dir: PathBuf,
-    /// The log's name: the checkpoint origin line, the key name and every
-    /// entry's `origin`. No whitespace or `+`.
-    pub origin: String,
-    /// Write a checkpoint once this many entries are unsealed.
-    pub checkpoint_every_entries: u64,
-    /// Write a checkpoint once the oldest unsealed entry is this old.
-    pub checkpoint_every: Duration,
-    /// Write a heartbeat checkpoint when none was written for this long,
-    /// even with no new entries.
-    pub heartbeat_every: Duration,
-    /// Start a new segment once the current one reaches this size.
-    pub segment_max_bytes: u64,
-    /// Also write the latest checkpoint here (a place the gateway host
-    /// cannot rewrite, in production).
-    pub checkpoint_copy_dir: Option<PathBuf>,
-    /// Source of entry times (tests use a fixed clock).
-    pub clock: Clock,
-}
-
-/// A durable append: the entry's sequence number and leaf hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Appended {
-    /// Sequence number (also the leaf index in the Merkle tree).
-    pub seq: u64,
-    /// RFC 6962 leaf hash of the entry line.
-    pub leaf_hash: Hash,
-}
-
-/// An open log. `Send + Sync`; share it in an `Arc`.
-pub struct Log {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    origin: String,
-    vkey: String,
-}
-
-/// The future returned by [`Log::append_async`]. Resolves when the entry is
-/// durable; the committer thread wakes it.
-pub struct AppendFuture {
-    inner: AppendFutureInner,
-}
-
-enum AppendFutureInner {
-    Ready(Option<Result<Appended, LogError>>),
-    Waiting(Arc<Slot<Appended>>),
-}
-
-// === impl LogConfig ===
-
-impl LogConfig {
-    /// A configuration with defaults: a checkpoint every 1000 entries or
-    /// 1 s, a heartbeat every 60 s, 64 MiB segments, the system clock.
-    pub fn new(dir: impl Into<PathBuf>, origin: impl Into<String>) -> Self {
-        LogConfig {
-            dir: dir.into(),
-            origin: origin.into(),
-            checkpoint_every_entries: 1000,
-            checkpoint_every: Duration::from_secs(1),
-            heartbeat_every: Duration::from_secs(60),
-            segment_max_bytes: 64 << 20,
-            checkpoint_copy_dir: None,
-            clock: system_clock(),
-        }
-    }
-}
-
-impl fmt::Debug for LogConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LogConfig")
-            .field("dir", &self.dir)
-            .field("origin", &self.origin)
-            .field("checkpoint_every_entries", &self.checkpoint_every_entries)
-            .field("checkpoint_every", &self.checkpoint_every)
-            .field("heartbeat_every", &self.heartbeat_every)
-            .field("segment_max_bytes", &self.segment_max_bytes)
-            .field("checkpoint_copy_dir", &self.checkpoint_copy_dir)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(OffsetDateTime::now_utc)
-}
-
-// === impl Log ===
-
-impl Log {
-    /// Opens (or creates) the log in `config.dir`: cuts a torn last line,
-    /// records a `recovered` entry if the last run did not stop cleanly, and
-    /// writes a `gateway_started` entry. Returns once those are durable.
-    pub fn open(config: LogConfig, key: SigningKey) -> Result<Log, LogError> {
-        if config.origin.is_empty() || config.origin.chars().any(|c| c == '+' || c.is_whitespace())
-        {
-            return Err(LogError::Config(format!(
-                "invalid origin `{}`",
-                config.origin
-            )));
-        }
-        if config.checkpoint_every_entries == 0 {
-            return Err(LogError::Config(
-                "checkpoint_every_entries must be at least 1".into(),
-            ));
-        }
-        fs::create_dir_all(&config.dir).map_err(|e| LogError::io("create", &config.dir, &e))?;
-        let (writer, recovery) = Writer::open(config.clone(), key)?;
-        let origin = config.origin.clone();
-        let vkey = writer.vkey.clone();
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            wake: Condvar::new(),
-            health: Mutex::new(None),
-        });
-        let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("custody-log-commit".into())
-            .spawn(move || writer.run(&thread_shared))
-            .map_err(|e| LogError::Failed(format!("cannot start committer thread: {e}")))?;
-        let log = Log {
-            shared,
-            thread: Mutex::new(Some(thread)),
-            origin,
-            vkey: vkey.clone(),
-        };
-        if let Some(body) = recovery {
-            log.append(body)?;
-        }
-        log.append(EntryBody::GatewayStarted {
-            software: concat!("custody-log ", env!("CARGO_PKG_VERSION")).into(),
-            vkey,
-        })?;
-        Ok(log)
-    }
-
-    /// The log's origin.
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    /// The verifier key of the checkpoint signing key (at open).
-    pub fn vkey(&self) -> &str {
-        &self.vkey
-    }
-
-    /// Appends an entry and returns once it is on disk (`fdatasync`).
-    /// Concurrent appends share one sync. An error means the entry is not
-    /// in the log and must not be acted on.
-    pub fn append(&self, body: EntryBody) -> Result<Appended, LogError> {
-        let encoded = body.encode()?;
-        let slot = self.submit(Op::Append(encoded))?;
-        slot.wait()
-    }
-
-    /// Like [`Log::append`] but never blocks the calling thread on I/O: the
-    /// returned future is woken by the committer thread.
-    pub fn append_async(&self, body: EntryBody) -> AppendFuture {
-        let inner = match body.encode() {
-            Err(e) => AppendFutureInner::Ready(Some(Err(e.into()))),
-            Ok(encoded) => match self.submit(Op::Append(encoded)) {
-                Ok(slot) => AppendFutureInner::Waiting(slot),
-                Err(e) => AppendFutureInner::Ready(Some(Err(e))),
-            },
-        };
-        AppendFuture { inner }
-    }
-
-    /// Writes a checkpoint now (even if nothing changed) and returns it.
-    pub fn checkpoint_now(&self) -> Result<SignedCheckpoint, LogError> {
-        let slot = self.submit(Op::Checkpoint)?;
-        slot.wait()
-    }
-
-    /// Switches the checkpoint signing key: appends a `key_rotated` entry,
-    /// seals it with a checkpoint under the old key, then writes a checkpoint
-    /// of the same tree under the new key, which is returned.
-    pub fn rotate_key(&self, new_key: SigningKey) -> Result<SignedCheckpoint, LogError> {
-        let slot = self.submit(Op::RotateKey(Box::new(new_key)))?;
-        slot.wait()
-    }
-
-    /// Closes the log: appends `gateway_stopped`, writes a final checkpoint
-    /// and stops the committer. Later calls return [`LogError::Closed`].
-    pub fn close(&self) -> Result<SignedCheckpoint, LogError> {
-        let slot = self.submit(Op::Close)?;
-        let result = slot.wait();
-        if let Some(t) = lock(&self.thread).take() {
-            let _ = t.join();
-        }
-        result
-    }
-
-    /// `Ok` while the log accepts appends; the error that failed it otherwise.
-    pub fn health(&self) -> Result<(), LogError> {
-        match &*lock(&self.shared.health) {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
-    }
-
-    fn submit<T>(&self, make: Op) -> Result<Arc<Slot<T>>, LogError>
-    where
-        Slot<T>: IntoReply,
-    {
-        let slot = Arc::new(Slot::<T>::new());
-        let mut q = lock(&self.shared.queue);
-        if q.closed {
-            return Err(LogError::Closed);
-        }
-        if matches!(make, Op::Close) {
-            q.closed = true;
-        }
-        q.items.push_back(Item {
-            op: make,
-            reply: Slot::<T>::reply(&slot),
-        });
-        drop(q);
-        self.shared.wake.notify_one();
-        Ok(slot)
-    }
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        if lock(&self.thread).is_some() {
-            let _ = self.close();
-        }
-    }
-}
-
-impl fmt::Debug for Log {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Log")
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
-    }
-}
-
-// === impl AppendFuture ===
-
-impl Future for AppendFuture {
-    type Output = Result<Appended, LogError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.inner {
-            AppendFutureInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(LogError::Closed))),
-            AppendFutureInner::Waiting(slot) => {
-                let mut st = lock(&slot.state);
-                match st.result.take() {
-                    Some(r) => Poll::Ready(r),
-                    None => {
-                        st.waker = Some(cx.waker().clone());
-                        Poll::Pending
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Debug for AppendFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AppendFuture")
-    }
-}
-
-// === Queue and completion slots ===
-
-struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    health: Mutex<Option<LogError>>,
-}
-
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Item>,
-    closed: bool,
-}
-
-enum Op {
-    Append(String),
-    Checkpoint,
-    RotateKey(Box<SigningKey>),
-    Close,
-}
-
-struct Item {
-    op: Op,
-    reply: Reply,
-}
-
-enum Reply {
-    Appended(Arc<Slot<Appended>>),
-    Checkpoint(Arc<Slot<SignedCheckpoint>>),
-}
-
-struct Slot<T> {
-    state: Mutex<SlotState<T>>,
-    done: Condvar,
-}
-
-struct SlotState<T> {
-    result: Option<Result<T, LogError>>,
-    waker: Option<Waker>,
-}
-
-trait IntoReply {
-    fn reply(slot: &Arc<Self>) -> Reply;
-}
-
-impl IntoReply for Slot<Appended> {
-    fn reply(slot: &Arc<Self>) -> Reply {
-        Reply::Appended(Arc::clone(slot))
-    }
-}
-
-impl IntoReply for Slot<SignedCheckpoint> {
-    fn reply(slot: &Arc<Self>) -> Reply {
-        Reply::Checkpoint(Arc::clone(slot))
-    }
-}
-
-impl<T> Slot<T> {
-    fn new() -> Self {
-        Slot {
-            state: Mutex::new(SlotState {
-                result: None,
-                waker: None,
-            }),
-            done: Condvar::new(),
-        }
-    }
-
-    fn complete(&self, r: Result<T, LogError>) {
-        let waker = {
-            let mut st = lock(&self.state);
-            st.result = Some(r);
-            st.waker.take()
-        };
-        self.done.notify_all();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    fn wait(&self) -> Result<T, LogError> {
-        let mut st = lock(&self.state);
-        loop {
-            if let Some(r) = st.result.take() {
-                return r;
-            }
-            st = self
-                .done
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-}
-
-impl Reply {
-    fn fail(self, e: LogError) {
-        match self {
-            Reply::Appended(s) => s.complete(Err(e)),
-            Reply::Checkpoint(s) => s.complete(Err(e)),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not wedge the log; the data under these locks
-    // stays consistent because every critical section is a plain update.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-// === The committer ===
-
-struct Writer {
+pub(super) struct Writer {
     cfg: LogConfig,
     key: SigningKey,
-    vkey: String,
+    pub(super) vkey: String,
     seg_index: u32,
     seg_path: PathBuf,
     seg: File,
@@ -441,7 +43,10 @@ struct Writer {
 impl Writer {
     /// Scans the existing log, cuts a torn tail, and returns the writer plus
     /// the `recovered` entry to write if the last run did not stop cleanly.
-    fn open(cfg: LogConfig, key: SigningKey) -> Result<(Writer, Option<EntryBody>), LogError> {
+    pub(super) fn open(
+        cfg: LogConfig,
+        key: SigningKey,
+    ) -> Result<(Writer, Option<EntryBody>), LogError> {
         let dir = cfg.dir.clone();
         let segments = storage::list_segments(&dir).map_err(|e| LogError::io("list", &dir, &e))?;
         let mut tree = CompactTree::new();
@@ -592,7 +197,7 @@ impl Writer {
         ))
     }
 
-    fn run(mut self, shared: &Shared) {
+    pub(super) fn run(mut self, shared: &Shared) {
         let mut batch: Vec<Item> = Vec::new();
         loop {
             {
