@@ -256,6 +256,17 @@ class Skewed(real):
 botocore.auth.datetime.datetime = Skewed
 out["skew_s3"] = code(lambda: boto3.client("s3").get_object(Bucket="reports", Key="q1/summary.txt"))
 out["skew_sts"] = code(lambda: boto3.client("sts").get_caller_identity())
+# SigV4a: refused as not implemented, not as a wrong signature.
+import urllib.request, urllib.error
+amz = real.utcnow().strftime("%Y%m%dT%H%M%SZ")
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/reports/q1/summary.txt", headers={
+    "Authorization": "AWS4-ECDSA-P256-SHA256 Credential=" + good_key + "/" + amz[:8] + "/s3/aws4_request, SignedHeaders=host;x-amz-date;x-amz-region-set, Signature=3045022100ab",
+    "X-Amz-Date": amz, "X-Amz-Region-Set": "*", "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+try:
+    urllib.request.urlopen(req)
+    out["sigv4a"] = "ok"
+except urllib.error.HTTPError as e:
+    out["sigv4a"] = str(e.code) + " " + e.read().decode()
 print(json.dumps(out))
 "#;
 
@@ -279,11 +290,13 @@ fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
         let got = v[k].as_str().unwrap();
         assert!(got.starts_with(code), "{k}: expected {code}, got {got}");
     }
+    let sigv4a = v["sigv4a"].as_str().unwrap();
+    assert!(sigv4a.starts_with("501") && sigv4a.contains("NotImplemented"), "{sigv4a}");
     // Each refusal is recorded, and none was forwarded.
     let entries = stack.gateway.entries();
     let denied = entries
         .iter()
         .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
         .count();
-    assert_eq!(denied, 8);
+    assert_eq!(denied, 9);
 }
