@@ -10,7 +10,7 @@ use bytes::Bytes;
 use subtle::ConstantTimeEq;
 
 use crate::error::AuthError;
-use crate::key::{EMPTY_SHA256, SigningKey, sha256, sha256_hex};
+use crate::key::{EMPTY_SHA256, SigningKey, hex32, sha256, sha256_hex};
 
 /// Limits on aws-chunked framing.
 #[derive(Debug, Clone, Copy)]
@@ -66,7 +66,7 @@ impl ChunkSigningContext {
             self.amz_date,
             self.scope,
             previous,
-            hex::encode(sha256(&trailers.canonical()))
+            hex32(&sha256(&trailers.canonical()))
         );
         self.key.sign(sts.as_bytes())
     }
@@ -404,7 +404,7 @@ impl ChunkDecoder {
             if !bool::from(expected.ct_eq(&given)) {
                 return Err(AuthError::ChunkSignatureDoesNotMatch { index: self.index });
             }
-            *previous = hex::encode(given);
+            *previous = hex32(&given);
         }
         self.index += 1;
         self.decoded = self.decoded.saturating_add(data.len() as u64);

@@ -94,7 +94,18 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// Lower-case hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(sha256(data))
+    hex32(&sha256(data))
+}
+
+/// Lower-case hex of a 32-byte digest (table-driven: this runs several times per request).
+pub fn hex32(d: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for &b in d {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// `sha256("")` in hex.

@@ -20,8 +20,8 @@ use crate::canonical::{
 use crate::chunked::{ChunkLimits, ChunkSigningContext};
 use crate::error::AuthError;
 use crate::key::{
-    EMPTY_SHA256, SecretLookup, SigningKey, format_amz_date, parse_amz_date, parse_http_date,
-    sha256, sha256_hex,
+    EMPTY_SHA256, SecretLookup, SigningKey, format_amz_date, hex32, parse_amz_date,
+    parse_http_date, sha256, sha256_hex,
 };
 
 /// The payload hash values SigV4 knows besides a hex SHA-256.
@@ -233,13 +233,15 @@ pub fn verify(
         .ok_or_else(|| AuthError::UnknownAccessKey(auth.access_key_id.clone()))?;
 
     // Scope and time.
-    let scope = format!(
-        "{}/{}/{}/{}",
-        auth.scope_date, auth.region, auth.service, auth.terminator
-    );
+    let scope = || {
+        format!(
+            "{}/{}/{}/{}",
+            auth.scope_date, auth.region, auth.service, auth.terminator
+        )
+    };
     if auth.terminator != "aws4_request" {
         return Err(AuthError::InvalidScope {
-            scope,
+            scope: scope(),
             reason: "the scope must end in `aws4_request`",
         });
     }
@@ -248,7 +250,7 @@ pub fn verify(
     })?;
     if auth.amz_date.get(..8) != Some(auth.scope_date.as_str()) {
         return Err(AuthError::InvalidScope {
-            scope,
+            scope: scope(),
             reason: "the scope date is not the request date",
         });
     }
@@ -344,7 +346,7 @@ pub fn verify(
         presigned: auth.expires.is_some(),
         expires_at,
         signed_headers,
-        signature: hex::encode(auth.signature),
+        signature: hex32(&auth.signature),
         signing_key,
         chunk_limits: options.chunk_limits,
     };
@@ -614,7 +616,7 @@ fn build_params(
     if signed_headers.is_empty()
         || !signed_headers
             .split(';')
-            .all(|h| !h.is_empty() && http::HeaderName::from_bytes(h.as_bytes()).is_ok())
+            .all(|h| !h.is_empty() && h.bytes().all(is_token_byte))
     {
         return Err(AuthError::IncompleteSignature(format!(
             "malformed SignedHeaders `{}`",
@@ -655,7 +657,12 @@ fn query_param(query: &str, name: &str) -> Result<Option<Vec<u8>>, AuthError> {
     let mut found = None;
     for piece in query.split('&') {
         let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
-        if decode(k, true) == name.as_bytes() {
+        let matches = if k.contains(['%', '+']) {
+            decode(k, true) == name.as_bytes()
+        } else {
+            k == name
+        };
+        if matches {
             if found.is_some() {
                 return Err(AuthError::IncompleteSignature(format!(
                     "duplicate query parameter {name}"
@@ -775,7 +782,7 @@ fn check_signature(
         "AWS4-HMAC-SHA256\n{}\n{}\n{}",
         amz_date,
         verified.scope(),
-        hex::encode(sha256(creq))
+        hex32(&sha256(creq))
     );
     let expected = verified.signing_key.sign(sts.as_bytes());
     if bool::from(expected.ct_eq(given)) {
@@ -785,6 +792,11 @@ fn check_signature(
             access_key_id: verified.access_key_id.clone(),
         })
     }
+}
+
+/// RFC 9110 `tchar`: the bytes a header name may contain.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn short(s: &str) -> &str {
