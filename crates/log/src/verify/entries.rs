@@ -1,0 +1,509 @@
+//! The entry pass: links, sequence, origin, time, and re-evaluation of
+//! allowed requests against the grant events logged before them.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{Finding, FindingClass, Report, Severity};
+use crate::entry::{self, Entry, EntryBody, GrantEventKind};
+use crate::merkle::{Hash, leaf_hash};
+use crate::note::{NoteVerifier, parse_vkey};
+
+/// The parts of an entry every line needs, decoded in one pass.
+#[derive(Deserialize)]
+pub(super) struct Head<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    origin: Cow<'a, str>,
+    prev: Hash,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    allowed: Option<bool>,
+    #[serde(default, borrow)]
+    grant_id: Option<Cow<'a, str>>,
+    // Request decision fields, decoded in the same pass (the hot path: no
+    // second parse of allowed decisions).
+    #[serde(default, borrow)]
+    identity: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    grant_event_seq: Option<u64>,
+    #[serde(default)]
+    access: Option<custody_grant::AccessRequest>,
+}
+
+/// What re-evaluating an allowed request needs.
+pub(super) struct AllowedRequest {
+    pub(super) grant_id: String,
+    pub(super) identity: String,
+    pub(super) request_id: String,
+    pub(super) grant_event_seq: Option<u64>,
+    pub(super) access: custody_grant::AccessRequest,
+}
+
+pub(super) const KINDS: [&str; 7] = [
+    "gateway_started",
+    "gateway_stopped",
+    "grant",
+    "request_decision",
+    "request_outcome",
+    "key_rotated",
+    "recovered",
+];
+
+/// One line after the parallel phase.
+pub(super) struct Rec {
+    pub(super) hash: Hash,
+    pub(super) parsed: Result<Parsed, String>,
+}
+
+pub(super) struct Parsed {
+    pub(super) seq: u64,
+    pub(super) time: OffsetDateTime,
+    pub(super) origin_ok: bool,
+    pub(super) prev: Hash,
+    /// Grant of a request decision (allowed or not), for budget counting.
+    pub(super) decision_grant: Option<String>,
+    /// Full entry for grant events and key rotations.
+    pub(super) full: Option<Box<Entry>>,
+    /// An allowed request to re-evaluate.
+    pub(super) allowed: Option<Box<AllowedRequest>>,
+}
+
+pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
+    let hash = leaf_hash(line);
+    let parsed = (|| {
+        if line.len() > entry::MAX_ENTRY_BYTES {
+            return Err(format!(
+                "line of {} bytes exceeds the entry limit",
+                line.len()
+            ));
+        }
+        let head: Head<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+        let time =
+            entry::parse_time(&head.time).map_err(|e| format!("bad time `{}`: {e}", head.time))?;
+        if !KINDS.contains(&head.kind.as_ref()) {
+            return Err(format!("unknown entry kind `{}`", head.kind));
+        }
+        let full = match head.kind.as_ref() {
+            "grant" | "key_rotated" => {
+                Some(Box::new(Entry::decode(line).map_err(|e| e.to_string())?))
+            }
+            _ => None,
+        };
+        let is_decision = head.kind == "request_decision";
+        let decision_grant = if is_decision {
+            head.grant_id.as_deref().map(str::to_owned)
+        } else {
+            None
+        };
+        let allowed = if is_decision {
+            let allowed = head.allowed.ok_or("decision without `allowed`")?;
+            match (
+                allowed,
+                head.grant_id,
+                head.identity,
+                head.request_id,
+                head.access,
+            ) {
+                (false, ..) => None,
+                (true, Some(g), Some(identity), Some(request_id), Some(access)) => {
+                    Some(Box::new(AllowedRequest {
+                        grant_id: g.into_owned(),
+                        identity: identity.into_owned(),
+                        request_id: request_id.into_owned(),
+                        grant_event_seq: head.grant_event_seq,
+                        access,
+                    }))
+                }
+                _ => return Err("allowed decision is missing fields".into()),
+            }
+        } else {
+            None
+        };
+        Ok(Parsed {
+            decision_grant,
+            seq: head.seq,
+            time,
+            origin_ok: head.origin == origin,
+            prev: head.prev,
+            full,
+            allowed,
+        })
+    })();
+    Rec { hash, parsed }
+}
+
+/// Grant state reconstructed from the log.
+pub(super) struct GrantState {
+    pub(super) last_event: GrantEventKind,
+    pub(super) grant: Option<custody_grant::Grant>,
+}
+
+pub(super) struct Verifier {
+    pub(super) origin: String,
+    pub(super) report: Report,
+    pub(super) expected_seq: u64,
+    pub(super) prev: Hash,
+    /// File and line of the last accepted entry.
+    pub(super) prev_line: Option<(String, u64, u64)>,
+    pub(super) last_time: Option<OffsetDateTime>,
+    /// Sequence numbers skipped over: seq -> (file, line where the gap was seen).
+    pub(super) pending_missing: BTreeMap<u64, (String, u64)>,
+    /// (seq, hash) of accepted entries, in order (seqs increasing).
+    pub(super) accepted: Vec<(u64, Hash)>,
+    pub(super) grants: HashMap<String, GrantState>,
+    pub(super) decisions_per_grant: HashMap<String, u64>,
+    pub(super) grant_events: HashMap<u64, String>,
+    /// Keys announced by `key_rotated` entries: (seq, verifier).
+    pub(super) rotated_keys: Vec<(u64, NoteVerifier)>,
+    /// Two entries claim the same seq and predecessor: the later one's
+    /// location and hash, resolved by whichever the next entry links to.
+    pub(super) conflict: Option<Conflict>,
+    /// Largest size among validly signed checkpoints in the log's files.
+    pub(super) max_checkpoint_size: u64,
+}
+
+pub(super) struct Conflict {
+    pub(super) seq: u64,
+    pub(super) first: (String, u64, Hash),
+    pub(super) second: (String, u64, Hash),
+}
+
+impl Verifier {
+    pub(super) fn fail(
+        &mut self,
+        class: FindingClass,
+        file: &str,
+        line: u64,
+        seq: Option<u64>,
+        message: String,
+    ) {
+        self.report.findings.push(Finding {
+            class,
+            severity: Severity::Failure,
+            file: file.to_owned(),
+            line,
+            seq,
+            message,
+        });
+    }
+
+    pub(super) fn warn(
+        &mut self,
+        class: FindingClass,
+        file: &str,
+        line: u64,
+        seq: Option<u64>,
+        message: String,
+    ) {
+        self.report.findings.push(Finding {
+            class,
+            severity: Severity::Warning,
+            file: file.to_owned(),
+            line,
+            seq,
+            message,
+        });
+    }
+
+    pub(super) fn accepted_hash(&self, seq: u64) -> Option<Hash> {
+        self.accepted
+            .binary_search_by_key(&seq, |(s, _)| *s)
+            .ok()
+            .map(|i| self.accepted[i].1)
+    }
+
+    pub(super) fn line(&mut self, file: &str, line: u64, rec: Rec) {
+        let p = match rec.parsed {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(FindingClass::MalformedEntry, file, line, None, e);
+                return;
+            }
+        };
+        if !p.origin_ok {
+            self.fail(
+                FindingClass::SplicedEntry,
+                file,
+                line,
+                Some(p.seq),
+                format!(
+                    "entry belongs to another log (origin is not `{}`)",
+                    self.origin
+                ),
+            );
+            return;
+        }
+        // Resolve a pending same-seq conflict by the link of this entry.
+        if let Some(c) = self.conflict.take() {
+            let inserted = if p.prev == c.second.2 {
+                Some(&c.first)
+            } else if p.prev == c.first.2 {
+                Some(&c.second)
+            } else {
+                None
+            };
+            let (f, l) = match inserted {
+                Some(x) => (x.0.clone(), x.1),
+                None => (c.second.0.clone(), c.second.1),
+            };
+            self.fail(
+                FindingClass::InsertedEntry,
+                &f,
+                l,
+                Some(c.seq),
+                format!(
+                    "seq {} appears twice with the same predecessor; this one is not in the chain",
+                    c.seq
+                ),
+            );
+            if inserted.is_some_and(|x| x.2 == c.first.2) {
+                // The chain continues from the second; adopt it.
+                self.prev = c.second.2;
+                self.prev_line = Some((c.second.0.clone(), c.second.1, c.seq));
+                if let Some(last) = self.accepted.last_mut() {
+                    last.1 = c.second.2;
+                }
+            }
+        }
+
+        if p.seq == self.expected_seq {
+            if p.prev != self.prev {
+                match self.prev_line.clone() {
+                    Some((pf, pl, ps)) => self.fail(
+                        FindingClass::ModifiedEntry,
+                        &pf,
+                        pl,
+                        Some(ps),
+                        format!(
+                            "entry's hash does not match the link `prev` in seq {} ({file}:{line})",
+                            p.seq
+                        ),
+                    ),
+                    None => self.fail(
+                        FindingClass::ModifiedEntry,
+                        file,
+                        line,
+                        Some(p.seq),
+                        "first entry does not link to the zero hash".into(),
+                    ),
+                }
+            }
+            self.accept(file, line, &rec.hash, p);
+        } else if p.seq > self.expected_seq {
+            for s in self.expected_seq..p.seq.min(self.expected_seq.saturating_add(10_000)) {
+                self.pending_missing.insert(s, (file.to_owned(), line));
+            }
+            self.accept(file, line, &rec.hash, p);
+        } else if self.pending_missing.remove(&p.seq).is_some() {
+            self.fail(
+                FindingClass::ReorderedEntry,
+                file,
+                line,
+                Some(p.seq),
+                format!(
+                    "seq {} appears after seq {}",
+                    p.seq,
+                    self.expected_seq.saturating_sub(1)
+                ),
+            );
+        } else if self.accepted_hash(p.seq) == Some(rec.hash) {
+            self.fail(
+                FindingClass::DuplicateEntry,
+                file,
+                line,
+                Some(p.seq),
+                format!("seq {} appears again", p.seq),
+            );
+        } else if p.seq + 1 == self.expected_seq
+            && self.accepted.len() >= 2
+            && self.accepted.get(self.accepted.len() - 2).map(|a| a.1) == Some(p.prev)
+        {
+            // Same seq and same predecessor as the last accepted entry: one of
+            // the two is not in the chain; the next entry's link tells which.
+            if let Some((pf, pl, _)) = self.prev_line.clone() {
+                self.conflict = Some(Conflict {
+                    seq: p.seq,
+                    first: (pf, pl, self.prev),
+                    second: (file.to_owned(), line, rec.hash),
+                });
+            }
+        } else {
+            self.fail(
+                FindingClass::InsertedEntry,
+                file,
+                line,
+                Some(p.seq),
+                format!(
+                    "seq {} is out of sequence (expected {})",
+                    p.seq, self.expected_seq
+                ),
+            );
+        }
+    }
+
+    pub(super) fn accept(&mut self, file: &str, line: u64, hash: &Hash, p: Parsed) {
+        if let Some(t) = self.last_time {
+            if p.time < t {
+                self.fail(
+                    FindingClass::TimeBackwards,
+                    file,
+                    line,
+                    Some(p.seq),
+                    format!(
+                        "time {} is before the previous entry's {}",
+                        entry::format_time(p.time),
+                        entry::format_time(t)
+                    ),
+                );
+            }
+        }
+        self.last_time = Some(self.last_time.map_or(p.time, |t| t.max(p.time)));
+        self.expected_seq = p.seq.saturating_add(1);
+        self.prev = *hash;
+        self.prev_line = Some((file.to_owned(), line, p.seq));
+        self.accepted.push((p.seq, *hash));
+        if let Some(full) = p.full {
+            self.semantic(file, line, *full);
+        }
+        if let Some(a) = p.allowed {
+            self.report.decisions_checked += 1;
+            if let Some(why) = self.reevaluate(&a, p.time) {
+                self.fail(
+                    FindingClass::UnauthorizedAllow,
+                    file,
+                    line,
+                    Some(p.seq),
+                    why,
+                );
+            }
+        }
+        // Every decision counts against the grant's budget, allowed or not.
+        if let Some(g) = p.decision_grant {
+            *self.decisions_per_grant.entry(g).or_insert(0) += 1;
+        }
+    }
+
+    /// Grant bookkeeping and re-evaluation of allowed requests.
+    pub(super) fn semantic(&mut self, file: &str, line: u64, e: Entry) {
+        match e.body {
+            EntryBody::Grant(g) => {
+                self.grant_events.insert(e.seq, g.grant_id.clone());
+                let st = self.grants.entry(g.grant_id.clone()).or_insert(GrantState {
+                    last_event: g.event,
+                    grant: None,
+                });
+                st.last_event = g.event;
+                if g.grant.is_some() {
+                    st.grant = g.grant;
+                }
+            }
+            EntryBody::KeyRotated { new_vkey, .. } => match parse_vkey(&new_vkey) {
+                Ok(k) => self.rotated_keys.push((e.seq, k)),
+                Err(err) => self.fail(
+                    FindingClass::MalformedEntry,
+                    file,
+                    line,
+                    Some(e.seq),
+                    format!("key rotation names an invalid key: {err}"),
+                ),
+            },
+            _ => {}
+        }
+    }
+
+    /// `None` if the grant, as logged before the decision, allows it.
+    pub(super) fn reevaluate(&self, d: &AllowedRequest, at: OffsetDateTime) -> Option<String> {
+        let id = &d.grant_id;
+        match d.grant_event_seq {
+            None => {
+                return Some(format!(
+                    "allowed request `{}` cites no grant event",
+                    d.request_id
+                ));
+            }
+            Some(s) => match self.grant_events.get(&s) {
+                Some(g) if g == id => {}
+                Some(g) => return Some(format!("cites grant event {s} of another grant `{g}`")),
+                None => {
+                    return Some(format!(
+                        "cites seq {s}, which is not an earlier grant event"
+                    ));
+                }
+            },
+        }
+        let Some(st) = self.grants.get(id) else {
+            return Some(format!(
+                "grant `{id}` has no lifecycle entry before this request"
+            ));
+        };
+        let Some(grant) = &st.grant else {
+            return Some(format!("grant `{id}` was logged without its scope"));
+        };
+        let status = match st.last_event {
+            GrantEventKind::Activated => custody_grant::GrantStatus::Active,
+            GrantEventKind::Approved if grant.status == custody_grant::GrantStatus::Active => {
+                custody_grant::GrantStatus::Active
+            }
+            GrantEventKind::Approved | GrantEventKind::Requested => {
+                custody_grant::GrantStatus::Pending
+            }
+            GrantEventKind::Denied => custody_grant::GrantStatus::Denied,
+            GrantEventKind::Revoked => custody_grant::GrantStatus::Revoked,
+            GrantEventKind::Expired => custody_grant::GrantStatus::Expired,
+        };
+        if grant.identity != d.identity {
+            return Some(format!(
+                "grant `{id}` is for `{}`, not `{}`",
+                grant.identity, d.identity
+            ));
+        }
+        let mut g = grant.clone();
+        g.status = status;
+        let mut access = d.access.clone();
+        // Count earlier decisions ourselves; never trust a lower figure.
+        let counted = self.decisions_per_grant.get(id).copied().unwrap_or(0);
+        access.requests_so_far = access.requests_so_far.max(counted);
+        let decision = custody_grant::decide(&g, &access, at);
+        if decision.allowed {
+            None
+        } else {
+            let why = serde_json::to_string(&decision.reason)
+                .unwrap_or_else(|_| format!("{:?}", decision.reason));
+            Some(format!(
+                "grant `{id}` as logged does not allow this request: {why}"
+            ))
+        }
+    }
+
+    pub(super) fn finish_entries(&mut self) {
+        if let Some(c) = self.conflict.take() {
+            // No successor to decide; report the later one.
+            self.fail(
+                FindingClass::InsertedEntry,
+                &c.second.0,
+                c.second.1,
+                Some(c.seq),
+                format!("seq {} appears twice with the same predecessor", c.seq),
+            );
+        }
+        let missing = std::mem::take(&mut self.pending_missing);
+        for (seq, (file, line)) in missing {
+            self.fail(
+                FindingClass::MissingEntry,
+                &file,
+                line,
+                Some(seq),
+                format!("seq {seq} is missing before this entry"),
+            );
+        }
+    }
+}
