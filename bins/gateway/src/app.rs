@@ -790,6 +790,13 @@ pub async fn start(
     let agent_handler = move |req: Request<hyper::body::Incoming>, remote: RemoteAddr| {
         let service = service.clone();
         async move {
+            if req.version() == http::Version::HTTP_2 {
+                return custody_proxy::Refusal::new(
+                    custody_proxy::RefusalKind::NotImplemented,
+                    "http/2 (and its bidirectional event streams) is not supported by this gateway; use http/1.1",
+                )
+                .into_response(custody_proxy::ErrorFormat::QueryXml, "none");
+            }
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ClientAddr(remote.0));
             let req = Request::from_parts(parts, custody_proxy::body::boxed(body));

@@ -106,10 +106,15 @@ pub async fn serve<H, F>(
             let fut = handler(req, RemoteAddr(remote));
             async move { Ok::<_, Infallible>(fut.await) }
         });
-        let builder = hyper::server::conn::http1::Builder::new();
+        // HTTP/1.1 and HTTP/2 are both accepted so that HTTP/2 requests get a clear answer
+        // (the agent handler refuses them) instead of a dropped connection.
+        let builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -129,7 +134,7 @@ pub async fn serve<H, F>(
                         }
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, %remote, "connection ended with error");
                     }
                 });

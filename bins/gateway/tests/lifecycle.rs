@@ -595,6 +595,18 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
     assert!(metrics.contains("custody_log_append_seconds"), "{metrics}");
     assert_eq!(stack.gateway.admin_get("/healthz").0, 200);
 
+    // HTTP/2 (prior knowledge) gets a clear refusal, not a dropped connection.
+    let h2 = std::process::Command::new("curl")
+        .args(["-s", "-i", "--http2-prior-knowledge"])
+        .arg(format!("{}/reports", stack.gateway.agent_url()))
+        .output()
+        .unwrap();
+    let h2 = String::from_utf8_lossy(&h2.stdout);
+    assert!(
+        h2.starts_with("HTTP/2 501") && h2.contains("NotImplemented"),
+        "{h2}"
+    );
+
     // SIGTERM: drain, final checkpoint, stop entry; the log then verifies strictly (no
     // unsealed tail).
     let status = stack.gateway.terminate().unwrap();

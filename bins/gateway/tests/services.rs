@@ -291,7 +291,10 @@ fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
         assert!(got.starts_with(code), "{k}: expected {code}, got {got}");
     }
     let sigv4a = v["sigv4a"].as_str().unwrap();
-    assert!(sigv4a.starts_with("501") && sigv4a.contains("NotImplemented"), "{sigv4a}");
+    assert!(
+        sigv4a.starts_with("501") && sigv4a.contains("NotImplemented"),
+        "{sigv4a}"
+    );
     // Each refusal is recorded, and none was forwarded.
     let entries = stack.gateway.entries();
     let denied = entries
