@@ -504,4 +504,24 @@ mod tests {
         let forged = cp.sign(&name, &other).unwrap();
         assert!(SignedCheckpoint::open(&forged.note, &v).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC*", b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse_vkey(&s);
+            let _ = parse_skey(&s);
+            let _ = Note::parse(&s);
+            let _ = Checkpoint::parse(&s);
+            let text = String::from_utf8_lossy(&b);
+            let _ = Note::parse(&text);
+            let _ = Checkpoint::parse(&text);
+            let _ = SignedCheckpoint::parse(&format!("{text}\n\n\u{2014} x {s}\n"));
+        }
+
+        #[test]
+        fn checkpoints_round_trip(size in proptest::prelude::any::<u64>(), root in proptest::prelude::any::<[u8; 32]>(), ext in "[a-z]{1,8}( [a-z0-9]{1,8})?") {
+            let cp = Checkpoint { origin: "o.example/log".into(), size, root: Hash(root), extensions: vec![ext] };
+            proptest::prop_assert_eq!(Checkpoint::parse(&cp.to_text()).unwrap(), cp);
+        }
+    }
 }

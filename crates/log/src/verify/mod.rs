@@ -117,15 +117,6 @@ pub struct Report {
     pub findings: Vec<Finding>,
 }
 
-/// One log file given to [`verify_files`].
-#[derive(Clone, Copy, Debug)]
-pub struct SegmentData<'a> {
-    /// File name for findings.
-    pub name: &'a str,
-    /// Contents.
-    pub data: &'a [u8],
-}
-
 /// Why verification could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
