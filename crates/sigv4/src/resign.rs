@@ -4,8 +4,9 @@
 //! - The path and query sent upstream are the bytes the client sent (and that were verified
 //!   and classified). A presigned inbound request is forwarded header-signed: its
 //!   `X-Amz-Algorithm`, `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-Expires`,
-//!   `X-Amz-SignedHeaders`, `X-Amz-Signature` and `X-Amz-Security-Token` query parameters are
-//!   dropped, every other byte of the query is kept.
+//!   `X-Amz-SignedHeaders`, `X-Amz-Signature`, `X-Amz-Security-Token` and
+//!   `X-Amz-Content-Sha256` query parameters are dropped (the payload hash travels in the
+//!   signed headers instead), every other byte of the query is kept.
 //! - `Host` is set to the upstream host before signing; the agent's `Authorization`,
 //!   `X-Amz-Security-Token`, `X-Amz-Date`, hop-by-hop headers and `Expect` are dropped, and so
 //!   are `x-amz-*` headers the agent did not sign (AWS would reject them, so re-signing must
@@ -62,7 +63,7 @@ pub struct Resigned {
     pub chunk_resigner: Option<ChunkResigner>,
 }
 
-const PRESIGN_PARAMS: [&str; 7] = [
+const PRESIGN_PARAMS: [&str; 8] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -70,6 +71,7 @@ const PRESIGN_PARAMS: [&str; 7] = [
     "X-Amz-SignedHeaders",
     "X-Amz-Signature",
     "X-Amz-Security-Token",
+    "X-Amz-Content-Sha256",
 ];
 
 const DROPPED: [&str; 14] = [
