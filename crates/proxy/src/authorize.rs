@@ -105,10 +105,18 @@ where
             ctx.access = Some(access);
             if !decision.allowed {
                 let reason = decision.reason.to_string();
-                let first_action = ctx.access.as_ref().and_then(|a| a.actions.first()).map(|a| a.action.as_str());
+                let first_action = ctx
+                    .access
+                    .as_ref()
+                    .and_then(|a| a.actions.first())
+                    .map(|a| a.action.as_str());
                 // Name the action and resource once: the reason often already does.
                 let message = if first_action.is_some_and(|a| reason.contains(a)) {
-                    format!("grant `{}` for `{}`: {reason}", grant.id.as_str(), grant.identity)
+                    format!(
+                        "grant `{}` for `{}`: {reason}",
+                        grant.id.as_str(),
+                        grant.identity
+                    )
                 } else {
                     format!(
                         "grant `{}` for `{}` denies {}: {reason}",

@@ -1,6 +1,11 @@
 //! The harness's own proof: moto judges signatures and IAM policy independently of us.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
 
 use custody_test_support::{AwsEnv, Bootstrap, MotoServer, run_aws_cli, run_python};
 
