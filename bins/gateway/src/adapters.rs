@@ -145,7 +145,7 @@ pub struct BrokerSource {
 impl CredentialSource for BrokerSource {
     fn credentials(&self, grant: &Grant) -> BoxFuture<'_, Result<Credentials, CredentialError>> {
         let grant_id = grant.id.as_str().to_owned();
-        let policy = grant.scope.session_policy();
+        let policy = grant.session_policy();
         let request = policy.map(|p| GrantCredentialsRequest {
             grant_id: grant_id.clone(),
             role_arn: grant.role_arn.clone(),

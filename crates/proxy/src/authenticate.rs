@@ -5,7 +5,6 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use custody_sigv4::body::BodyPart;
@@ -16,134 +15,105 @@ use custody_sigv4::verify::{PayloadMode, Verification, VerifyOptions, verify};
 use http::{HeaderMap, Request, Response};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
-use tower::{Layer, Service};
+
+use crate::stage::{Inner, stage};
 
 use crate::body::{ProxyBody, full};
 use crate::context::{ClientAddr, RequestCtx, Shared};
 use crate::error::{ErrorFormat, Refusal, RefusalKind};
 use crate::record::refuse;
-use crate::seams::{BoxFuture, GrantEntry};
+use crate::seams::GrantEntry;
 
-/// Verifies the agent's signature; see the module docs.
-#[derive(Clone, Debug)]
-pub struct Authenticate<S> {
-    inner: S,
+stage! {
+    /// Verifies the agent's signature; see the module docs.
+    Authenticate, authenticate
+}
+
+async fn authenticate<S: Inner>(
     shared: Arc<Shared>,
-}
+    req: Request<ProxyBody>,
+    mut inner: S,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let (mut parts, body) = req.into_parts();
+    let source = parts
+        .extensions
+        .get::<ClientAddr>()
+        .map(|a| a.0)
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let now = shared.clock.now();
+    let mut ctx = RequestCtx::new(source, now);
+    ctx.format = early_format(&parts.headers, parts.uri.query());
 
-impl<S> Authenticate<S> {
-    /// The layer.
-    pub fn layer(shared: Arc<Shared>) -> impl Layer<S, Service = Self> + Clone {
-        tower::layer::layer_fn(move |inner| Self {
-            inner,
-            shared: shared.clone(),
-        })
-    }
-}
+    let (verification, entry) = match check_head(&shared, &parts, now) {
+        Ok(ok) => ok,
+        Err((e, entry)) => {
+            ctx.access_key_id = entry
+                .as_ref()
+                .map(|e| e.grant.access_key_id.as_str().to_owned());
+            ctx.grant = entry;
+            return Ok(refuse(&shared, ctx, auth_refusal(&e)).await);
+        }
+    };
+    ctx.access_key_id = Some(entry.grant.access_key_id.as_str().to_owned());
+    ctx.grant = Some(entry);
 
-impl<S> Service<Request<ProxyBody>> for Authenticate<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
+    let (signing_name, pending) = match &verification {
+        Verification::Verified(v) => (v.service.clone(), false),
+        Verification::NeedsBody(_) => (
+            scope_service(&parts.headers, parts.uri.query()).unwrap_or_default(),
+            true,
+        ),
+    };
+    ctx.format = format_for(&signing_name, &parts.headers);
+    let buffer = pending
+        || custody_sigv4::classify::needs_body(
+            &signing_name,
+            &parts.method,
+            &parts.headers,
+            parts.uri.path(),
+            parts.uri.query(),
+        );
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let (mut parts, body) = req.into_parts();
-            let source = parts
-                .extensions
-                .get::<ClientAddr>()
-                .map(|a| a.0)
-                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-            let now = shared.clock.now();
-            let mut ctx = RequestCtx::new(source, now);
-            ctx.format = early_format(&parts.headers, parts.uri.query());
-
-            let (verification, entry) = match check_head(&shared, &parts, now) {
-                Ok(ok) => ok,
-                Err((e, entry)) => {
-                    ctx.access_key_id = entry
-                        .as_ref()
-                        .map(|e| e.grant.access_key_id.as_str().to_owned());
-                    ctx.grant = entry;
-                    return Ok(refuse(&shared, ctx, auth_refusal(&e)).await);
-                }
-            };
-            ctx.access_key_id = Some(entry.grant.access_key_id.as_str().to_owned());
-            ctx.grant = Some(entry);
-
-            let (signing_name, pending) = match &verification {
-                Verification::Verified(v) => (v.service.clone(), false),
-                Verification::NeedsBody(_) => (
-                    scope_service(&parts.headers, parts.uri.query()).unwrap_or_default(),
-                    true,
+    let body = if buffer {
+        let bytes = match read_limited(body, shared.options.max_buffered_body).await {
+            Ok(b) => b,
+            Err(refusal) => return Ok(refuse(&shared, ctx, refusal).await),
+        };
+        let verified = match verification.with_body(&bytes) {
+            Ok(v) => v,
+            Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
+        };
+        ctx.body_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+        // Classification reads the payload: for aws-chunked bodies, the decoded
+        // chunk data. What goes upstream is the body as received, verified again
+        // and re-signed chunk by chunk by the re-sign layer.
+        let payload = match decoded_payload(&verified, &bytes) {
+            Ok(p) => p,
+            Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
+        };
+        ctx.buffered_body = Some(payload);
+        ctx.verified = Some(Arc::new(verified));
+        full(bytes)
+    } else {
+        let Verification::Verified(verified) = verification else {
+            // `pending` forces buffering above.
+            return Ok(refuse(
+                &shared,
+                ctx,
+                Refusal::new(
+                    RefusalKind::SignatureDoesNotMatch,
+                    "signature needs the body",
                 ),
-            };
-            ctx.format = format_for(&signing_name, &parts.headers);
-            let buffer = pending
-                || custody_sigv4::classify::needs_body(
-                    &signing_name,
-                    &parts.method,
-                    &parts.headers,
-                    parts.uri.path(),
-                    parts.uri.query(),
-                );
-
-            let body = if buffer {
-                let bytes = match read_limited(body, shared.options.max_buffered_body).await {
-                    Ok(b) => b,
-                    Err(refusal) => return Ok(refuse(&shared, ctx, refusal).await),
-                };
-                let verified = match verification.with_body(&bytes) {
-                    Ok(v) => v,
-                    Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
-                };
-                ctx.body_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
-                // Classification reads the payload: for aws-chunked bodies, the decoded
-                // chunk data. What goes upstream is the body as received, verified again
-                // and re-signed chunk by chunk by the re-sign layer.
-                let payload = match decoded_payload(&verified, &bytes) {
-                    Ok(p) => p,
-                    Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
-                };
-                ctx.buffered_body = Some(payload);
-                ctx.verified = Some(Arc::new(verified));
-                full(bytes)
-            } else {
-                let Verification::Verified(verified) = verification else {
-                    // `pending` forces buffering above.
-                    return Ok(refuse(
-                        &shared,
-                        ctx,
-                        Refusal::new(
-                            RefusalKind::SignatureDoesNotMatch,
-                            "signature needs the body",
-                        ),
-                    )
-                    .await);
-                };
-                // Streamed bodies are checked as they are forwarded (re-sign layer): each
-                // chunk, or the whole-body hash, before the bytes it covers leave.
-                ctx.verified = Some(Arc::new(verified));
-                body
-            };
-            parts.extensions.insert(ctx);
-            inner.call(Request::from_parts(parts, body)).await
-        })
-    }
+            )
+            .await);
+        };
+        // Streamed bodies are checked as they are forwarded (re-sign layer): each
+        // chunk, or the whole-body hash, before the bytes it covers leave.
+        ctx.verified = Some(Arc::new(verified));
+        body
+    };
+    parts.extensions.insert(ctx);
+    inner.call(Request::from_parts(parts, body)).await
 }
 
 /// Verify the head; on failure also return the grant entry if the key named one (so the

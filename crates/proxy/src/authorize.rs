@@ -4,153 +4,122 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use custody_grant::{AccessRequest, ActionRequest, Grant, decide};
 use http::{Request, Response};
-use tower::{Layer, Service};
+
+use crate::stage::{Inner, stage};
 
 use crate::body::ProxyBody;
 use crate::classify::missing_context;
 use crate::context::{RequestCtx, Shared};
 use crate::error::{Refusal, RefusalKind};
 use crate::record::refuse;
-use crate::seams::BoxFuture;
 
-/// Decides requests against their grant; see the module docs.
-#[derive(Clone, Debug)]
-pub struct Authorize<S> {
-    inner: S,
+stage! {
+    /// Decides requests against their grant; see the module docs.
+    Authorize, authorize
+}
+
+async fn authorize<S: Inner>(
     shared: Arc<Shared>,
-}
-
-impl<S> Authorize<S> {
-    /// The layer.
-    pub fn layer(shared: Arc<Shared>) -> impl Layer<S, Service = Self> + Clone {
-        tower::layer::layer_fn(move |inner| Self {
-            inner,
-            shared: shared.clone(),
-        })
+    mut req: Request<ProxyBody>,
+    mut inner: S,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let Some(mut ctx) = req.extensions_mut().remove::<RequestCtx>() else {
+        return Ok(missing_context());
+    };
+    let (Some(entry), Some(verified), Some(class)) =
+        (&ctx.grant, &ctx.verified, &ctx.classification)
+    else {
+        return Ok(refuse(
+            &shared,
+            ctx,
+            Refusal::new(
+                RefusalKind::AccessDenied,
+                "request reached authorization unclassified",
+            ),
+        )
+        .await);
+    };
+    let grant = entry.grant.clone();
+    let requests_so_far = match shared.grants.count_request(grant.id.as_str()) {
+        Ok(n) => n,
+        Err(e) => {
+            let refusal = Refusal::new(
+                RefusalKind::ServiceUnavailable,
+                format!(
+                    "cannot count requests for grant `{}`: {e}",
+                    grant.id.as_str()
+                ),
+            );
+            return Ok(refuse(&shared, ctx, refusal).await);
+        }
+    };
+    let access = AccessRequest {
+        actions: class
+            .actions
+            .iter()
+            .map(|a| ActionRequest {
+                action: a.action.clone(),
+                resources: a.resources.clone(),
+            })
+            .collect(),
+        region: Some(verified.region.clone()),
+        source_ip: Some(ctx.source.ip()),
+        context: class.context.clone(),
+        requests_so_far,
+    };
+    let mints = class.mints_credentials;
+    let now = time::OffsetDateTime::from(shared.clock.now());
+    let decision = decide(&grant, &access, now);
+    ctx.access = Some(access);
+    if !decision.allowed {
+        let reason = decision.reason.to_string();
+        let first_action = ctx
+            .access
+            .as_ref()
+            .and_then(|a| a.actions.first())
+            .map(|a| a.action.as_str());
+        // Name the action and resource once: the reason often already does.
+        let message = if first_action.is_some_and(|a| reason.contains(a)) {
+            format!(
+                "grant `{}` for `{}`: {reason}",
+                grant.id.as_str(),
+                grant.identity
+            )
+        } else {
+            format!(
+                "grant `{}` for `{}` denies {}: {reason}",
+                grant.id.as_str(),
+                grant.identity,
+                describe(ctx.access.as_ref())
+            )
+        };
+        return Ok(refuse(
+            &shared,
+            ctx,
+            Refusal::new(RefusalKind::AccessDenied, message),
+        )
+        .await);
     }
-}
-
-impl<S> Service<Request<ProxyBody>> for Authorize<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    if mints {
+        if let Some(action) = unnamed_minting_action(&grant, ctx.access.as_ref()) {
+            let message = format!(
+                "grant `{}` does not name `{action}` explicitly; calls that mint credentials need it named, wildcards do not count",
+                grant.id.as_str()
+            );
+            return Ok(refuse(
+                &shared,
+                ctx,
+                Refusal::new(RefusalKind::AccessDenied, message),
+            )
+            .await);
+        }
     }
-
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let Some(mut ctx) = req.extensions_mut().remove::<RequestCtx>() else {
-                return Ok(missing_context());
-            };
-            let (Some(entry), Some(verified), Some(class)) =
-                (&ctx.grant, &ctx.verified, &ctx.classification)
-            else {
-                return Ok(refuse(
-                    &shared,
-                    ctx,
-                    Refusal::new(
-                        RefusalKind::AccessDenied,
-                        "request reached authorization unclassified",
-                    ),
-                )
-                .await);
-            };
-            let grant = entry.grant.clone();
-            let requests_so_far = match shared.grants.count_request(grant.id.as_str()) {
-                Ok(n) => n,
-                Err(e) => {
-                    let refusal = Refusal::new(
-                        RefusalKind::ServiceUnavailable,
-                        format!(
-                            "cannot count requests for grant `{}`: {e}",
-                            grant.id.as_str()
-                        ),
-                    );
-                    return Ok(refuse(&shared, ctx, refusal).await);
-                }
-            };
-            let access = AccessRequest {
-                actions: class
-                    .actions
-                    .iter()
-                    .map(|a| ActionRequest {
-                        action: a.action.clone(),
-                        resources: a.resources.clone(),
-                    })
-                    .collect(),
-                region: Some(verified.region.clone()),
-                source_ip: Some(ctx.source.ip()),
-                context: class.context.clone(),
-                requests_so_far,
-            };
-            let mints = class.mints_credentials;
-            let now = time::OffsetDateTime::from(shared.clock.now());
-            let decision = decide(&grant, &access, now);
-            ctx.access = Some(access);
-            if !decision.allowed {
-                let reason = decision.reason.to_string();
-                let first_action = ctx
-                    .access
-                    .as_ref()
-                    .and_then(|a| a.actions.first())
-                    .map(|a| a.action.as_str());
-                // Name the action and resource once: the reason often already does.
-                let message = if first_action.is_some_and(|a| reason.contains(a)) {
-                    format!(
-                        "grant `{}` for `{}`: {reason}",
-                        grant.id.as_str(),
-                        grant.identity
-                    )
-                } else {
-                    format!(
-                        "grant `{}` for `{}` denies {}: {reason}",
-                        grant.id.as_str(),
-                        grant.identity,
-                        describe(ctx.access.as_ref())
-                    )
-                };
-                return Ok(refuse(
-                    &shared,
-                    ctx,
-                    Refusal::new(RefusalKind::AccessDenied, message),
-                )
-                .await);
-            }
-            if mints {
-                if let Some(action) = unnamed_minting_action(&grant, ctx.access.as_ref()) {
-                    let message = format!(
-                        "grant `{}` does not name `{action}` explicitly; calls that mint credentials need it named, wildcards do not count",
-                        grant.id.as_str()
-                    );
-                    return Ok(refuse(
-                        &shared,
-                        ctx,
-                        Refusal::new(RefusalKind::AccessDenied, message),
-                    )
-                    .await);
-                }
-            }
-            ctx.reason = Some(decision.reason.to_string());
-            req.extensions_mut().insert(ctx);
-            inner.call(req).await
-        })
-    }
+    ctx.reason = Some(decision.reason.to_string());
+    req.extensions_mut().insert(ctx);
+    inner.call(req).await
 }
 
 /// `` `s3:GetObject` on `arn:aws:s3:::b/k` `` for messages.

@@ -25,6 +25,7 @@ pub mod record;
 pub mod resign;
 pub mod seams;
 pub mod stack;
+mod stage;
 pub mod upstream;
 
 pub use context::{ClientAddr, ProxyOptions, Shared};

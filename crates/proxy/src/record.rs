@@ -6,121 +6,89 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::task::{Context, Poll};
 
 use custody_grant::AccessRequest;
 use http::{HeaderValue, Request, Response};
-use tower::{Layer, Service};
+
+use crate::stage::{Inner, stage};
 
 use crate::body::{OutcomeBody, OutcomeState, ProxyBody};
 use crate::classify::missing_context;
 use crate::context::{RequestCtx, Shared};
 use crate::error::{Refusal, RefusalKind};
-use crate::seams::{BoxFuture, DecisionRecord, OutcomeRecord};
+use crate::seams::{DecisionRecord, OutcomeRecord};
 
 /// Bytes forwarded upstream for this request, counted by the re-sign layer.
 #[derive(Debug, Clone, Default)]
 pub struct BytesIn(pub Arc<AtomicU64>);
 
-/// Records allowed decisions before forwarding; see the module docs.
-#[derive(Clone, Debug)]
-pub struct Record<S> {
-    inner: S,
+stage! {
+    /// Records allowed decisions before forwarding; see the module docs.
+    Record, record
+}
+
+async fn record<S: Inner>(
     shared: Arc<Shared>,
-}
-
-impl<S> Record<S> {
-    /// The layer.
-    pub fn layer(shared: Arc<Shared>) -> impl Layer<S, Service = Self> + Clone {
-        tower::layer::layer_fn(move |inner| Self {
-            inner,
-            shared: shared.clone(),
-        })
+    mut req: Request<ProxyBody>,
+    mut inner: S,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let Some(mut ctx) = req.extensions_mut().remove::<RequestCtx>() else {
+        return Ok(missing_context());
+    };
+    let reason = ctx.reason.clone().unwrap_or_else(|| "allowed".into());
+    let record = decision_record(&ctx, true, reason);
+    let seq = match shared.sink.record_decision(record).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, request_id = %ctx.request_id, "refusing request: decision not recorded");
+            let refusal = Refusal::new(
+                RefusalKind::ServiceUnavailable,
+                format!("the gateway cannot record this request, so it forwards nothing: {e}"),
+            );
+            return Ok(refusal.into_response(ctx.format, &ctx.request_id));
+        }
+    };
+    ctx.decision_seq = Some(seq);
+    let bytes_in = BytesIn::default();
+    req.extensions_mut().insert(bytes_in.clone());
+    let request_id = ctx.request_id.clone();
+    let started = ctx.started;
+    let grant_id = ctx
+        .grant
+        .as_ref()
+        .map(|g| g.grant.id.as_str().to_owned())
+        .unwrap_or_default();
+    req.extensions_mut().insert(ctx);
+    let response = inner.call(req).await?;
+    let (mut parts, body) = response.into_parts();
+    let upstream_request_id = ["x-amz-request-id", "x-amzn-requestid"]
+        .iter()
+        .find_map(|h| parts.headers.get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let state = OutcomeState {
+        sink: shared.sink.clone(),
+        record: OutcomeRecord {
+            request_id: request_id.clone(),
+            decision_seq: seq,
+            grant_id,
+            status: parts.status.as_u16(),
+            bytes_in: 0,
+            bytes_out: 0,
+            upstream_request_id,
+            latency_us: 0,
+            error: None,
+        },
+        bytes_in: bytes_in.0,
+        started,
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        parts.headers.insert("x-custody-request-id", v);
     }
-}
-
-impl<S> Service<Request<ProxyBody>> for Record<S>
-where
-    S: Service<Request<ProxyBody>, Response = Response<ProxyBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<ProxyBody>, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let Some(mut ctx) = req.extensions_mut().remove::<RequestCtx>() else {
-                return Ok(missing_context());
-            };
-            let reason = ctx.reason.clone().unwrap_or_else(|| "allowed".into());
-            let record = decision_record(&ctx, true, reason);
-            let seq = match shared.sink.record_decision(record).await {
-                Ok(seq) => seq,
-                Err(e) => {
-                    tracing::error!(error = %e, request_id = %ctx.request_id, "refusing request: decision not recorded");
-                    let refusal = Refusal::new(
-                        RefusalKind::ServiceUnavailable,
-                        format!(
-                            "the gateway cannot record this request, so it forwards nothing: {e}"
-                        ),
-                    );
-                    return Ok(refusal.into_response(ctx.format, &ctx.request_id));
-                }
-            };
-            ctx.decision_seq = Some(seq);
-            let bytes_in = BytesIn::default();
-            req.extensions_mut().insert(bytes_in.clone());
-            let request_id = ctx.request_id.clone();
-            let started = ctx.started;
-            let grant_id = ctx
-                .grant
-                .as_ref()
-                .map(|g| g.grant.id.as_str().to_owned())
-                .unwrap_or_default();
-            req.extensions_mut().insert(ctx);
-            let response = inner.call(req).await?;
-            let (mut parts, body) = response.into_parts();
-            let upstream_request_id = ["x-amz-request-id", "x-amzn-requestid"]
-                .iter()
-                .find_map(|h| parts.headers.get(*h))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let state = OutcomeState {
-                sink: shared.sink.clone(),
-                record: OutcomeRecord {
-                    request_id: request_id.clone(),
-                    decision_seq: seq,
-                    grant_id,
-                    status: parts.status.as_u16(),
-                    bytes_in: 0,
-                    bytes_out: 0,
-                    upstream_request_id,
-                    latency_us: 0,
-                    error: None,
-                },
-                bytes_in: bytes_in.0,
-                started,
-            };
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
-                parts.headers.insert("x-custody-request-id", v);
-            }
-            Ok(Response::from_parts(
-                parts,
-                crate::body::boxed(OutcomeBody::new(body, state)),
-            ))
-        })
-    }
+    Ok(Response::from_parts(
+        parts,
+        crate::body::boxed(OutcomeBody::new(body, state)),
+    ))
 }
 
 /// Record a denial and answer it. Nothing is forwarded. If the denial cannot be recorded
