@@ -345,6 +345,38 @@ fn expiry_and_revocation_take_effect_on_the_next_request() {
         .unwrap();
     assert!(last > revoked && entries[last]["allowed"] == false);
     assert_eq!(gw.verify(&[]).status, 0);
+
+    // A request budget stops a runaway loop: two requests, then denied.
+    let budgeted = gw.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "t3",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--budget",
+            "2",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    let env = gw.agent_env(ADMIN_TOKEN, budgeted["id"].as_str().unwrap());
+    let loop_code = "import boto3\ns3 = boto3.client('s3')\nfor i in range(4):\n    try:\n        s3.get_object(Bucket='reports', Key='q1/summary.txt'); print('ok')\n    except Exception as e:\n        print(e)";
+    let out = run_python(loop_code, &env).unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(&lines[..2], ["ok", "ok"], "{}", out.stdout);
+    assert!(
+        lines[2].contains("AccessDenied") && lines[2].contains("budget"),
+        "{}",
+        out.stdout
+    );
+    assert!(lines[3].contains("budget"), "{}", out.stdout);
 }
 
 const BURST: &str = r#"
