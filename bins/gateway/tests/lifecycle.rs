@@ -244,6 +244,70 @@ fn agents_ask_for_themselves_only() {
 }
 
 #[test]
+fn the_aws_cli_gets_credentials_through_credential_process() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let grant = gw.request(
+        AGENT_TOKEN,
+        &[
+            "--task",
+            "t-cp",
+            "--intent",
+            "read q1",
+            "--role",
+            "reader",
+            "--ttl",
+            "10m",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "arn:aws:s3:::reports/*",
+        ],
+    );
+    let id = grant["id"].as_str().unwrap();
+    let home = gw.dir.path().join("agent-home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let cache = home.join("custody-creds.json");
+    let config = home.join(".aws/config");
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = us-east-1\nendpoint_url = {}\ncredential_process = {} grant credentials {id} --format credential-process --cache {} --config {}\n",
+            gw.agent_url(),
+            env!("CARGO_BIN_EXE_custody-gateway"),
+            cache.display(),
+            gw.config.display(),
+        ),
+    )
+    .unwrap();
+    // Run the aws CLI twice: the first fetch releases the secret into the cache (0600),
+    // the second is answered from it, since the gateway releases a secret only once.
+    for _ in 0..2 {
+        let out = std::process::Command::new("aws")
+            .args(["s3", "cp", "s3://reports/q1/summary.txt", "-"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("CUSTODY_TOKEN", AGENT_TOKEN)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "q1 numbers",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
 fn expiry_and_revocation_take_effect_on_the_next_request() {
     let stack = Stack::start();
     let gw = &stack.gateway;
