@@ -39,6 +39,7 @@ pub enum ClientError {
 pub struct AdminClient {
     base: String,
     token: String,
+    extra_root: Option<std::path::PathBuf>,
 }
 
 impl AdminClient {
@@ -47,7 +48,37 @@ impl AdminClient {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             token,
+            extra_root: None,
         }
+    }
+
+    /// Also trust the certificate(s) in this PEM file: the admin listener's own
+    /// (possibly self-signed) certificate from the config.
+    pub fn trust(mut self, pem: Option<std::path::PathBuf>) -> Self {
+        self.extra_root = pem;
+        self
+    }
+
+    fn tls_config(&self) -> Result<rustls::ClientConfig, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs_or_empty() {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = &self.extra_root {
+            let pem = std::fs::read(path).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| format!("`{}`: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("`{}`: {e}", path.display()))?;
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
     }
 
     /// `GET path`.
@@ -71,13 +102,16 @@ impl AdminClient {
             url: url.clone(),
             reason,
         };
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| connect(e.to_string()))?
+            .with_tls_config(self.tls_config().map_err(connect)?)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(HttpConnector::new());
+            .wrap_connector({
+                // hyper-rustls does the TLS; the plain connector must accept https URIs.
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http
+            });
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
         let req = Request::builder()
             .method(method)
@@ -89,7 +123,7 @@ impl AdminClient {
         let resp = client
             .request(req)
             .await
-            .map_err(|e| connect(e.to_string()))?;
+            .map_err(|e| connect(error_chain(&e)))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -105,4 +139,22 @@ impl AdminClient {
         }
         Ok(value)
     }
+}
+
+/// The platform's root certificates, or none (plain-http admin URLs need none).
+fn rustls_native_certs_or_empty() -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
+}
+
+/// An error and its causes on one line (`client error (Connect): tls: invalid peer
+/// certificate …`), since hyper's top-level message alone does not say what failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }

@@ -264,7 +264,7 @@ fn client(args: &AdminArgs) -> Result<AdminClient, CliError> {
             CliError::Usage(format!("no token: pass --token or set CUSTODY_TOKEN ({e})"))
         })?,
     };
-    Ok(AdminClient::new(base, token))
+    Ok(AdminClient::new(base, token).trust(config.admin.tls_cert.clone()))
 }
 
 async fn grant(cmd: GrantCommand) -> Result<(), CliError> {

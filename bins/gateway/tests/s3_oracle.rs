@@ -390,7 +390,8 @@ fn aws_chunked_uploads_are_verified_and_re_signed_chunk_by_chunk() {
     );
 }
 
-/// A self-signed certificate for 127.0.0.1 (and localhost), made with the openssl CLI.
+/// A self-signed leaf certificate for 127.0.0.1 (and localhost), made with the openssl CLI.
+/// `CA:FALSE`: rustls refuses a CA certificate presented as a server's own.
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
@@ -408,7 +409,16 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
             "-subj",
             "/CN=127.0.0.1",
         ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-addext",
+            "keyUsage=digitalSignature",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -446,6 +456,12 @@ fn tls_listener_and_streaming_unsigned_trailer_uploads() {
         *c = c.replacen(
             "[agent]\n",
             &format!("[agent]\ntls_cert = \"{cert_s}\"\ntls_key = \"{key_s}\"\n"),
+            1,
+        );
+        // The admin listener too: the CLI trusts the configured certificate.
+        *c = c.replacen(
+            "[admin]\n",
+            &format!("[admin]\ntls_cert = \"{cert_s}\"\ntls_key = \"{key_s}\"\n"),
             1,
         );
     });
