@@ -80,6 +80,23 @@ sqs.send_message(QueueUrl=url, MessageBody="job 1 + 1 = 2")
 msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", [])
 out["message"] = msgs[0]["Body"] if msgs else None
 out["caller"] = boto3.client("sts").get_caller_identity()["Arn"]
+# A presigned URL made with the grant's key works through the gateway; tampering fails.
+import urllib.request, urllib.error
+from botocore.config import Config
+v2 = s3.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "in/small.txt"}, ExpiresIn=300)
+try:
+    urllib.request.urlopen(v2)
+    out["presigned_v2"] = "ok"
+except urllib.error.HTTPError as e:
+    out["presigned_v2"] = str(e.code) + " " + e.read().decode()
+s3v4 = boto3.client("s3", config=Config(signature_version="s3v4"))
+url = s3v4.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "in/small.txt"}, ExpiresIn=300)
+out["presigned"] = urllib.request.urlopen(url).read().decode()
+try:
+    urllib.request.urlopen(url.replace("in/small.txt", "in/one.bin"))
+    out["presigned_tampered"] = "ok"
+except urllib.error.HTTPError as e:
+    out["presigned_tampered"] = str(e.code) + " " + e.read().decode()
 print(json.dumps(out))
 "#;
 
@@ -112,6 +129,17 @@ fn calls_inside_the_grant_succeed_through_moto() {
         v["caller"].as_str().unwrap().contains("assumed-role/agent"),
         "{}",
         v["caller"]
+    );
+    assert_eq!(v["presigned"], "hello");
+    let v2 = v["presigned_v2"].as_str().unwrap();
+    assert!(
+        v2.starts_with("501") && v2.contains("NotImplemented"),
+        "signature v2 is refused clearly: {v2}"
+    );
+    let tampered = v["presigned_tampered"].as_str().unwrap();
+    assert!(
+        tampered.starts_with("403") && tampered.contains("SignatureDoesNotMatch"),
+        "{tampered}"
     );
 
     // The aws CLI too.
