@@ -7,8 +7,14 @@ use custody_sigv4::key::{SigningKey, SigningSecret};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let limits = ChunkLimits { max_chunk_size: 4096, max_line: 256, max_trailer_bytes: 512 };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let limits = ChunkLimits {
+        max_chunk_size: 4096,
+        max_line: 256,
+        max_trailer_bytes: 512,
+    };
     let trailer = mode & 1 == 1;
     let mut d = if mode & 2 == 2 {
         let ctx = ChunkSigningContext {
