@@ -31,7 +31,9 @@ fn writer_grant(stack: &Stack) -> (String, AwsEnv) {
             "--allow", "s3:GetObject,s3:PutObject,s3:ListBucket,s3:AbortMultipartUpload,s3:ListMultipartUploadParts",
             "--resource", "arn:aws:s3:::reports",
             "--resource", "arn:aws:s3:::reports/*",
-            "--allow", "dynamodb:GetItem,dynamodb:PutItem",
+            "--allow", "s3:DeleteObject",
+            "--resource", "arn:aws:s3:::reports/in/*",
+            "--allow", "dynamodb:GetItem,dynamodb:PutItem,dynamodb:BatchWriteItem",
             "--resource", "arn:aws:dynamodb:us-east-1:123456789012:table/ledger",
             "--allow", "sqs:SendMessage,sqs:ReceiveMessage,sqs:GetQueueUrl",
             "--resource", queue_arn,
@@ -208,6 +210,11 @@ out["ddb_delete"] = code(lambda: ddb.delete_item(TableName="ledger", Key={"pk": 
 out["ddb_scan"] = code(lambda: ddb.scan(TableName="ledger"))
 out["sqs_purge"] = code(lambda: sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="jobs")["QueueUrl"]))
 out["assume"] = code(lambda: boto3.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/agent", RoleSessionName="escape"))
+# Resources in bodies: one key of a batch delete outside the grant denies the whole batch.
+out["batch_delete"] = code(lambda: s3.delete_objects(Bucket="reports", Delete={"Objects": [{"Key": "in/tmp.txt"}, {"Key": "q1/summary.txt"}]}))
+out["batch_write"] = code(lambda: ddb.batch_write_item(RequestItems={
+    "ledger": [{"PutRequest": {"Item": {"pk": {"S": "ok"}}}}],
+    "payroll": [{"PutRequest": {"Item": {"pk": {"S": "sneaky"}}}}]}))
 # Still there: the denied delete never reached moto.
 out["still_there"] = s3.get_object(Bucket="reports", Key="q1/summary.txt")["Body"].read().decode()
 print(json.dumps(out))
@@ -232,6 +239,12 @@ fn calls_outside_the_grant_are_denied_and_never_forwarded() {
         ("ddb_scan", "AccessDeniedException", "dynamodb:Scan"),
         ("sqs_purge", "AccessDenied", "sqs:PurgeQueue"),
         ("assume", "AccessDenied", "sts:AssumeRole"),
+        (
+            "batch_delete",
+            "AccessDenied",
+            "arn:aws:s3:::reports/q1/summary.txt",
+        ),
+        ("batch_write", "AccessDeniedException", "table/payroll"),
     ] {
         let got = v[k].as_str().unwrap();
         assert!(got.starts_with(code), "{k}: {got}");
@@ -246,7 +259,7 @@ fn calls_outside_the_grant_are_denied_and_never_forwarded() {
         .iter()
         .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
         .collect();
-    assert_eq!(denied.len(), 6, "{denied:#?}");
+    assert_eq!(denied.len(), 8, "{denied:#?}");
     // Denials have no outcome: nothing was forwarded.
     let denied_ids: Vec<_> = denied.iter().map(|e| e["request_id"].clone()).collect();
     assert!(
