@@ -72,13 +72,61 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
 /// Splits a buffer into newline-terminated lines (without the newline) and
 /// the unterminated tail, if any.
 pub fn split_lines(buf: &[u8]) -> (Vec<&[u8]>, &[u8]) {
-    let mut lines = Vec::new();
+    let mut lines = Vec::with_capacity(buf.len() / 256);
     let mut start = 0;
-    for (i, b) in buf.iter().enumerate() {
-        if *b == b'\n' {
-            lines.push(&buf[start..i]);
-            start = i + 1;
-        }
+    for i in newlines(buf) {
+        lines.push(&buf[start..i]);
+        start = i + 1;
     }
     (lines, &buf[start..])
+}
+
+/// Positions of `\n` in `buf`, eight bytes at a time (the verifier's only
+/// serial pass over every byte).
+fn newlines(buf: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let words = buf.chunks_exact(8);
+    let rest_start = buf.len() - words.remainder().len();
+    let mut out = Vec::new();
+    for (w, chunk) in words.enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ NL;
+        // Exact zero-byte test: no false positives.
+        let mut found = !((x & !HIGHS).wrapping_add(!HIGHS) | x) & HIGHS;
+        while found != 0 {
+            out.push(w * 8 + (found.trailing_zeros() / 8) as usize);
+            found &= found - 1;
+        }
+    }
+    for (i, b) in buf[rest_start..].iter().enumerate() {
+        if *b == b'\n' {
+            out.push(rest_start + i);
+        }
+    }
+    out.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn split_lines_matches_the_naive_split(buf in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(0x0au8 ^ 0x80), Just(0x8a), Just(0x0b), any::<u8>()], 0..100)) {
+            let (lines, tail) = split_lines(&buf);
+            let mut parts: Vec<&[u8]> = buf.split(|b| *b == b'\n').collect();
+            let last = parts.pop().unwrap();
+            prop_assert_eq!(lines, parts);
+            prop_assert_eq!(tail, last);
+        }
+    }
 }
