@@ -210,6 +210,8 @@ out["ddb_delete"] = code(lambda: ddb.delete_item(TableName="ledger", Key={"pk": 
 out["ddb_scan"] = code(lambda: ddb.scan(TableName="ledger"))
 out["sqs_purge"] = code(lambda: sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="jobs")["QueueUrl"]))
 out["assume"] = code(lambda: boto3.client("sts").assume_role(RoleArn="arn:aws:iam::123456789012:role/agent", RoleSessionName="escape"))
+# CopyObject needs s3:GetObject on its source too (from the x-amz-copy-source header).
+out["copy_in"] = code(lambda: s3.copy_object(Bucket="reports", Key="in/copy.txt", CopySource={"Bucket": "other", "Key": "x.txt"}))
 # Resources in bodies: one key of a batch delete outside the grant denies the whole batch.
 out["batch_delete"] = code(lambda: s3.delete_objects(Bucket="reports", Delete={"Objects": [{"Key": "in/tmp.txt"}, {"Key": "q1/summary.txt"}]}))
 out["batch_write"] = code(lambda: ddb.batch_write_item(RequestItems={
@@ -259,7 +261,7 @@ fn calls_outside_the_grant_are_denied_and_never_forwarded() {
         .iter()
         .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
         .collect();
-    assert_eq!(denied.len(), 8, "{denied:#?}");
+    assert_eq!(denied.len(), 9, "{denied:#?}");
     // Denials have no outcome: nothing was forwarded.
     let denied_ids: Vec<_> = denied.iter().map(|e| e["request_id"].clone()).collect();
     assert!(
