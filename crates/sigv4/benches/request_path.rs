@@ -6,7 +6,10 @@
     clippy::panic,
     reason = "bench setup fails loudly"
 )]
-#![allow(missing_docs, reason = "criterion_group! generates an undocumented function")]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented function"
+)]
 
 use std::hint::black_box;
 use std::time::SystemTime;
