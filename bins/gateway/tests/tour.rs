@@ -15,7 +15,18 @@ use support::{ADMIN_TOKEN, Stack, assert_denied};
 
 #[test]
 fn tour_allowed_denied_revoked_verified() {
-    let stack = Stack::start();
+    let witness = custody_test_support::temp_dir().unwrap();
+    let witness_dir = witness.path().to_path_buf();
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replacen(
+            "[log]\n",
+            &format!(
+                "[log]\ncheckpoint_copy_dir = \"{}\"\n",
+                witness_dir.display()
+            ),
+            1,
+        );
+    });
     let gw = &stack.gateway;
     let grant = gw.request(
         ADMIN_TOKEN,
@@ -162,4 +173,29 @@ fn tour_allowed_denied_revoked_verified() {
             .iter()
             .any(|e| e["kind"] == "request_outcome" && e["status"] == 200)
     );
+
+    // The auditor's copy: checkpoints copied out where the gateway host cannot rewrite
+    // them. An operator who cuts the log's tail is caught against it.
+    let trusted = witness.path().join("checkpoint");
+    assert!(trusted.exists(), "no checkpoint copied out");
+    let kept = witness.path().join("trusted.note");
+    std::fs::copy(&trusted, &kept).unwrap();
+    stack.gateway.kill9();
+    let gw = &stack.gateway;
+    let out = gw.verify(&["--trusted-checkpoint", kept.to_str().unwrap()]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let segment = gw.log_dir().join("log-000000.jsonl");
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = lines[..lines.len() - 3].join("\n") + "\n";
+    std::fs::write(&segment, cut).unwrap();
+    let _ = std::fs::remove_file(gw.log_dir().join("checkpoint"));
+    let _ = std::fs::remove_file(gw.log_dir().join("checkpoints.jsonl"));
+    let out = gw.verify(&["--trusted-checkpoint", kept.to_str().unwrap(), "--json"]);
+    assert_eq!(
+        out.status, 1,
+        "truncation against the trusted checkpoint must fail: {}{}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stdout.contains("truncat"), "{}", out.stdout);
 }
