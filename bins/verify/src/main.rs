@@ -133,6 +133,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     "checkpoints": report.checkpoints,
                     "sealed_size": report.sealed_size,
                     "decisions_checked": report.decisions_checked,
+                    "latest_checkpoint_time": report.latest_checkpoint_time,
                     "failures": report.findings.iter().filter(|f| f.severity == Severity::Failure).count(),
                     "warnings": report.findings.iter().filter(|f| f.severity == Severity::Warning).count(),
                 });
@@ -150,6 +151,9 @@ fn run(cli: Cli) -> Result<u8, String> {
                     report.decisions_checked,
                     report.findings.len()
                 );
+                if let Some(t) = &report.latest_checkpoint_time {
+                    println!("latest checkpoint: {t}");
+                }
             }
             Ok(u8::from(failed))
         }

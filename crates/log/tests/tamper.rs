@@ -419,3 +419,21 @@ fn empty_checkpoint_and_start_entry_shapes() {
     assert!(Checkpoint::parse("x\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n").is_ok());
     let _ = storage::segment_name(1);
 }
+
+#[test]
+fn checkpoint_time_going_backwards() {
+    let (dir, _) = fresh();
+    let notes = checkpoint_notes(dir.path());
+    // Re-sign the last checkpoint (the gateway has the key) with an earlier time.
+    let (cp, _) = SignedCheckpoint::parse(&notes[3]).unwrap();
+    let mut body = cp.checkpoint.clone();
+    body.extensions = vec!["time 2020-01-01T00:00:00.000000Z".into()];
+    let older = body.sign(ORIGIN, &key()).unwrap();
+    let mut lines = read_lines(&dir.path().join(CHECKPOINTS_FILE));
+    lines[3] = checkpoint_line(&older.note);
+    write_lines(&dir.path().join(CHECKPOINTS_FILE), &lines);
+    std::fs::write(dir.path().join(LATEST_CHECKPOINT_FILE), &older.note).unwrap();
+    let r = verify(dir.path());
+    assert_finding(&r, C::TimeBackwards, CHECKPOINTS_FILE, 4);
+    assert!(verify(fresh().0.path()).latest_checkpoint_time.is_some());
+}

@@ -142,6 +142,7 @@ impl Verifier {
         let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut max_seen: Option<(u64, String, u64)> = None;
         let mut max_in_log: u64 = 0;
+        let mut last_time: Option<time::OffsetDateTime> = None;
         for (i, c) in cps.iter().enumerate() {
             let cp = &c.signed.checkpoint;
             if cp.origin != self.origin {
@@ -189,6 +190,24 @@ impl Verifier {
                 }
                 if c.file == CHECKPOINTS_FILE {
                     max_in_log = max_in_log.max(cp.size);
+                    // Heartbeats carry a time: it must not go backwards, and
+                    // the newest one tells how fresh the log is.
+                    if let Some(t) = cp.time() {
+                        if let Some(prev) = last_time.filter(|p| t < *p) {
+                            self.fail(
+                                FindingClass::TimeBackwards,
+                                &c.file,
+                                c.line,
+                                None,
+                                format!(
+                                    "checkpoint time {} is before the previous checkpoint's {}",
+                                    crate::entry::format_time(t),
+                                    crate::entry::format_time(prev)
+                                ),
+                            );
+                        }
+                        last_time = Some(last_time.map_or(t, |p| p.max(t)));
+                    }
                 }
                 if max_seen.as_ref().is_none_or(|(ms, _, _)| cp.size > *ms) {
                     max_seen = Some((cp.size, c.file.clone(), c.line));
@@ -196,6 +215,7 @@ impl Verifier {
             }
         }
         let log_max = max_seen.as_ref().map_or(0, |m| m.0);
+        self.report.latest_checkpoint_time = last_time.map(crate::entry::format_time);
         self.max_checkpoint_size = log_max;
 
         // Forks: same size, different roots.

@@ -113,6 +113,9 @@ pub struct Report {
     pub sealed_size: u64,
     /// Allowed requests re-evaluated against their grants.
     pub decisions_checked: u64,
+    /// Time of the newest checkpoint (heartbeats included): how fresh the
+    /// log is; a gateway that stopped writing shows here.
+    pub latest_checkpoint_time: Option<String>,
     /// Everything found, in file order.
     pub findings: Vec<Finding>,
 }

@@ -29,6 +29,8 @@ pub(super) struct Writer {
     next_seq: u64,
     prev: Hash,
     last_time: Option<OffsetDateTime>,
+    /// Time of the last checkpoint; checkpoint times never go backwards either.
+    last_checkpoint_time: Option<OffsetDateTime>,
     tree: CompactTree,
     ckpt_path: PathBuf,
     ckpt: File,
@@ -129,6 +131,7 @@ impl Writer {
         // Checkpoints: cut a torn last line the same way; remember the size sealed.
         let ckpt_path = dir.join(CHECKPOINTS_FILE);
         let mut sealed_size = 0;
+        let mut last_checkpoint_time = None;
         let mut ckpt_data = Vec::new();
         if let Ok(mut f) = File::open(&ckpt_path) {
             f.read_to_end(&mut ckpt_data)
@@ -139,6 +142,7 @@ impl Writer {
             if let Ok(l) = serde_json::from_slice::<CheckpointLine>(line) {
                 if let Ok((cp, _)) = SignedCheckpoint::parse(&l.note) {
                     sealed_size = cp.checkpoint.size;
+                    last_checkpoint_time = cp.checkpoint.time();
                 }
             }
         }
@@ -182,6 +186,7 @@ impl Writer {
                 next_seq: size,
                 prev,
                 last_time: last.map(|e| e.time),
+                last_checkpoint_time,
                 tree,
                 ckpt_path,
                 ckpt,
@@ -450,7 +455,9 @@ impl Writer {
     }
 
     fn write_checkpoint(&mut self) -> Result<SignedCheckpoint, LogError> {
-        let now = entry::truncate_to_micros((self.cfg.clock)());
+        let clock = entry::truncate_to_micros((self.cfg.clock)());
+        let now = self.last_checkpoint_time.map_or(clock, |t| t.max(clock));
+        self.last_checkpoint_time = Some(now);
         let cp = Checkpoint {
             origin: self.cfg.origin.clone(),
             size: self.tree.size(),
