@@ -20,4 +20,4 @@ pub use entry::{Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, R
 pub use error::LogError;
 pub use merkle::Hash;
 pub use note::{Checkpoint, NoteVerifier, SignedCheckpoint, parse_vkey, vkey};
-pub use writer::{AppendFuture, Appended, Clock, Log, LogConfig, system_clock};
+pub use writer::{AppendFuture, Appended, Clock, Log, LogConfig, LogStats, system_clock};

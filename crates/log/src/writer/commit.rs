@@ -4,6 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Appended, Item, LogConfig, Op, Queue, Reply, Shared, Slot, lock};
+use super::{Appended, Counters, Item, LogConfig, Op, Queue, Reply, Shared, Slot, lock};
 use crate::entry::{self, Entry, EntryBody};
 use crate::error::LogError;
 use crate::merkle::{CompactTree, Hash, leaf_hash};
@@ -19,6 +20,7 @@ use crate::note::{Checkpoint, SignedCheckpoint, vkey};
 use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
 
 pub(super) struct Writer {
+    pub(super) counters: Arc<Counters>,
     cfg: LogConfig,
     key: SigningKey,
     pub(super) vkey: String,
@@ -177,6 +179,7 @@ impl Writer {
         let size = tree.size();
         Ok((
             Writer {
+                counters: Arc::default(),
                 key,
                 vkey,
                 seg_index,
@@ -394,6 +397,12 @@ impl Writer {
         match written {
             Ok(()) => {
                 self.seg_len += self.buf.len() as u64;
+                if !self.buf.is_empty() {
+                    self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .appends
+                        .fetch_add(leaves.len() as u64, Ordering::Relaxed);
+                }
                 for h in leaves {
                     self.tree.push(h);
                 }
@@ -493,6 +502,7 @@ impl Writer {
             return Err(e);
         }
         self.ckpt_len += line.len() as u64;
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.sealed_size = cp.size;
         self.last_checkpoint_at = Instant::now();
         self.first_unsealed_at = None;

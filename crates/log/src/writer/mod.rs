@@ -18,6 +18,7 @@ use std::fs;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -67,9 +68,21 @@ pub struct Appended {
     pub leaf_hash: Hash,
 }
 
+/// Counters since [`Log::open`], for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Entries made durable.
+    pub appends: u64,
+    /// `fdatasync`s of entry batches (group commits).
+    pub syncs: u64,
+    /// Checkpoints written (heartbeats included).
+    pub checkpoints: u64,
+}
+
 /// An open log. `Send + Sync`; share it in an `Arc`.
 pub struct Log {
     shared: Arc<Shared>,
+    counters: Arc<Counters>,
     thread: Mutex<Option<JoinHandle<()>>>,
     origin: String,
     vkey: String,
@@ -147,6 +160,7 @@ impl Log {
         let (writer, recovery) = Writer::open(config.clone(), key)?;
         let origin = config.origin.clone();
         let vkey = writer.vkey.clone();
+        let counters = Arc::clone(&writer.counters);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -159,6 +173,7 @@ impl Log {
             .map_err(|e| LogError::Failed(format!("cannot start committer thread: {e}")))?;
         let log = Log {
             shared,
+            counters,
             thread: Mutex::new(Some(thread)),
             origin,
             vkey: vkey.clone(),
@@ -228,6 +243,15 @@ impl Log {
             let _ = t.join();
         }
         result
+    }
+
+    /// Appends, group commits and checkpoints since open.
+    pub fn stats(&self) -> LogStats {
+        LogStats {
+            appends: self.counters.appends.load(Ordering::Relaxed),
+            syncs: self.counters.syncs.load(Ordering::Relaxed),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
+        }
     }
 
     /// `Ok` while the log accepts appends; the error that failed it otherwise.
@@ -305,6 +329,13 @@ impl fmt::Debug for AppendFuture {
 }
 
 // === Queue and completion slots ===
+
+#[derive(Default)]
+struct Counters {
+    appends: AtomicU64,
+    syncs: AtomicU64,
+    checkpoints: AtomicU64,
+}
 
 struct Shared {
     queue: Mutex<Queue>,
