@@ -71,7 +71,7 @@ for _ in range(int(sys.argv[1])):
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
-read -r UP_PORT PROXY_PORT MOTO_PORT AGENT_PORT ADMIN_PORT < <(free_ports 5)
+read -r UP_PORT PROXY_PORT MOTO_PORT < <(free_ports 3)
 
 wait_port() {
     local port=$1 what=$2 i
@@ -161,20 +161,29 @@ EOF
 )"
 field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, {"d": d}))' "$BOOT" "$1"; }
 ROLE_ARN="$(field 'd["roles"]["bench"]')"
-GW_AKID="$(field 'd["users"]["custody-gateway"]["access_key_id"]')"
-GW_SECRET="$(field 'd["users"]["custody-gateway"]["secret_access_key"]')"
+GW_AKID_STS="$(field 'd["users"]["custody-gateway"]["access_key_id"]')"
+GW_SECRET_STS="$(field 'd["users"]["custody-gateway"]["secret_access_key"]')"
 
-# --- the gateway ------------------------------------------------------------------------
+# --- the gateways ------------------------------------------------------------------------
+# `gateway`: data dir (grant store and log) on local disk, fsync real: the product as
+# deployed. `gw-tmpfs`: the same binary with its data dir on /dev/shm, so fdatasync is
+# nearly free: what the request path costs apart from the disk.
 ADMIN_TOKEN="bench-admin-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 AGENT_SHA="$(printf 'unused-agent-token-0123456789' | sha256sum | cut -d' ' -f1)"
-cat > "$WORK/custody.toml" <<EOF
-data_dir = "$WORK/gw"
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+declare -A GW_PIDS GW_AGENT GW_ADMIN GW_AKID GW_SECRET_KEY
+start_gateway() {  # name data_dir
+    local name=$1 data=$2 agent admin conf grant creds id
+    read -r agent admin < <(free_ports 2)
+    conf="$WORK/$name.toml"
+    cat >"$conf" <<EOF
+data_dir = "$data"
 
 [agent]
-listen = "127.0.0.1:$AGENT_PORT"
+listen = "127.0.0.1:$agent"
 
 [admin]
-listen = "127.0.0.1:$ADMIN_PORT"
+listen = "127.0.0.1:$admin"
 token = "$ADMIN_TOKEN"
 
 [upstream]
@@ -194,52 +203,89 @@ arn = "$ROLE_ARN"
 max_ttl_secs = 3600
 approvals_required = 0
 EOF
-env -i PATH="$PATH" HOME="$WORK" RUST_LOG=info \
-    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
-    AWS_ACCESS_KEY_ID="$GW_AKID" AWS_SECRET_ACCESS_KEY="$GW_SECRET" \
-    "${SRV[@]}" "$GATEWAY" serve --config "$WORK/custody.toml" >"$WORK/gateway.log" 2>&1 &
-GW_PID=$!
-PIDS+=("$GW_PID")
-wait_port "$ADMIN_PORT" "gateway admin"
-wait_port "$AGENT_PORT" gateway
-
+    env -i PATH="$PATH" HOME="$WORK" RUST_LOG=info \
+        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
+        AWS_ACCESS_KEY_ID="$GW_AKID_STS" AWS_SECRET_ACCESS_KEY="$GW_SECRET_STS" \
+        "${SRV[@]}" "$GATEWAY" serve --config "$conf" >"$WORK/$name.log" 2>&1 &
+    GW_PIDS[$name]=$!
+    PIDS+=("$!")
+    wait_port "$admin" "$name admin"
+    wait_port "$agent" "$name"
+    grant="$(CUSTODY_TOKEN="$ADMIN_TOKEN" "$GATEWAY" grant request --config "$conf" \
+        --identity agent:bench --task bench --intent "measure the request path" --role bench \
+        --ttl 1h --allow s3:GetObject,s3:PutObject --resource 'arn:aws:s3:::bench/*')"
+    id="$(json_field "$grant" id)"
+    creds="$(CUSTODY_TOKEN="$ADMIN_TOKEN" "$GATEWAY" grant credentials "$id" --format json --config "$conf")"
+    GW_AGENT[$name]=$agent
+    GW_ADMIN[$name]=$admin
+    GW_AKID[$name]="$(json_field "$creds" access_key_id)"
+    GW_SECRET_KEY[$name]="$(json_field "$creds" secret_access_key)"
+}
 rss() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }   # KiB
+start_gateway gateway "$WORK/gw"
+GW_PID="${GW_PIDS[gateway]}"
 RSS_IDLE_START="$(rss "$GW_PID" VmRSS)"
-
-GRANT="$(CUSTODY_TOKEN="$ADMIN_TOKEN" "$GATEWAY" grant request --config "$WORK/custody.toml" \
-    --identity agent:bench --task bench --intent "measure the request path" --role bench \
-    --ttl 1h --allow s3:GetObject,s3:PutObject --resource 'arn:aws:s3:::bench/*')"
-GRANT_ID="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$GRANT")"
-CREDS="$(CUSTODY_TOKEN="$ADMIN_TOKEN" "$GATEWAY" grant credentials "$GRANT_ID" --format json --config "$WORK/custody.toml")"
-export LOADGEN_ACCESS_KEY_ID LOADGEN_SECRET_ACCESS_KEY
-LOADGEN_ACCESS_KEY_ID="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["access_key_id"])' "$CREDS")"
-LOADGEN_SECRET_ACCESS_KEY="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["secret_access_key"])' "$CREDS")"
+mkdir -p "$SHM/gw"
+start_gateway gw-tmpfs "$SHM/gw"
+AGENT_PORT="${GW_AGENT[gateway]}"
+ADMIN_PORT="${GW_ADMIN[gateway]}"
+export LOADGEN_ACCESS_KEY_ID="${GW_AKID[gateway]}" LOADGEN_SECRET_ACCESS_KEY="${GW_SECRET_KEY[gateway]}"
 
 # A first request through each path: fails loudly here rather than as a table of errors.
-for addr in "127.0.0.1:$UP_PORT" "127.0.0.1:$PROXY_PORT" "127.0.0.1:$AGENT_PORT"; do
-    "$LOADGEN" run --addr "$addr" --path /bench/small.bin --duration 0.2 --warmup 0 --label check >"$WORK/check.json"
+check() {  # addr [loadgen args]
+    local addr=$1
+    shift
+    "$LOADGEN" run --addr "$addr" --path /bench/small.bin --duration 0.2 --warmup 0 --label check "$@" >"$WORK/check.json"
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["errors"]==0 and d["requests"]>0 else f"{sys.argv[2]}: {d}")' "$WORK/check.json" "$addr"
-done
+}
+check "127.0.0.1:$UP_PORT"
+check "127.0.0.1:$PROXY_PORT"
+check "127.0.0.1:$AGENT_PORT"
+check "127.0.0.1:${GW_AGENT[gw-tmpfs]}" --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
+
+# --- PROFILE=1: where the gateway's time goes (perf, software cpu-clock), then stop -----
+if [[ "${PROFILE:-0}" == 1 ]]; then
+    TMPFS_PID="${GW_PIDS[gw-tmpfs]}"
+    for op in get put; do
+        path=/bench/small.bin
+        [[ "$op" == put ]] && path=/bench/put-1mib.bin
+        say "profiling gw-tmpfs ($op, 8 connections, ${DURATION}s)"
+        perf record -e cpu-clock -F 1999 --call-graph dwarf,32768 -p "$TMPFS_PID" -o "$WORK/perf-$op.data" \
+            -- sleep "$DURATION" >/dev/null 2>&1 &
+        PERF_PID=$!
+        "${GEN[@]}" "$LOADGEN" run --addr "127.0.0.1:${GW_AGENT[gw-tmpfs]}" --path "$path" --method "$op" \
+            --concurrency 8 --duration "$DURATION" --warmup 0 --label "$op" \
+            --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
+        wait "$PERF_PID" || true
+        perf report -i "$WORK/perf-$op.data" --no-children --stdio -g none --percent-limit 0.7 \
+            --sort dso,symbol 2>/dev/null | grep -v "^#" | grep -v "^$" | sed "s/ *$//" | cut -c1-160 | head -45 | tee "$WORK/profile-$op.txt" || true
+        perf report -i "$WORK/perf-$op.data" --children --stdio -g none --percent-limit 3 \
+            --sort symbol 2>/dev/null | grep -v '^#' | grep -v "^$" | cut -c1-220 | head -150 >"$WORK/profile-$op-children.txt" || true
+    done
+    if [[ -n "${RESULTS:-}" ]]; then mkdir -p "$RESULTS" && cp "$WORK"/profile-*.txt "$RESULTS"/; fi
+    exit 0
+fi
 
 # --- throughput and latency -------------------------------------------------------------
 RESULTS_FILE="$WORK/results.jsonl"
 : >"$RESULTS_FILE"
-metric() {  # sum and count of custody_log_append_seconds
-    curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" |
+metric() {  # admin port -> sum and count of custody_log_append_seconds
+    curl -s "http://127.0.0.1:$1/metrics" |
         awk '/^custody_log_append_seconds_sum/ {s=$2} /^custody_log_append_seconds_count/ {c=$2} END {printf "%s %s\n", s+0, c+0}'
 }
-point() {  # op conc path addr [extra loadgen args]
-    local op=$1 conc=$2 path=$3 addr=$4
-    shift 4
-    local before after line
-    before="$(metric)"
+point() {  # op conc path name addr admin_port [extra loadgen args]
+    local op=$1 conc=$2 path=$3 name=$4 addr=$5 admin=$6
+    shift 6
+    local before="0 0" after="0 0" line
+    if [[ -n "$admin" ]]; then before="$(metric "$admin")"; fi
     line="$("${GEN[@]}" "$LOADGEN" run --addr "$addr" --path "$path" --method "$op" \
         --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" --label "$op" "$@")"
-    after="$(metric)"
-    python3 - "$line" "$before" "$after" >>"$RESULTS_FILE" <<'EOF'
+    if [[ -n "$admin" ]]; then after="$(metric "$admin")"; fi
+    python3 - "$line" "$before" "$after" "$name" >>"$RESULTS_FILE" <<'EOF'
 import json, sys
 d = json.loads(sys.argv[1])
 (s0, c0), (s1, c1) = (map(float, a.split()) for a in sys.argv[2:4])
+d["path"] = sys.argv[4]
 d["log_appends"] = c1 - c0
 d["log_append_mean_us"] = (s1 - s0) / (c1 - c0) * 1e6 if c1 > c0 else None
 print(json.dumps(d))
@@ -249,9 +295,11 @@ run_matrix() {  # op path "conc list"
     local op=$1 path=$2 conc
     for conc in $3; do
         say "$op c=$conc"
-        point "$op" "$conc" "$path" "127.0.0.1:$UP_PORT" && sed -i '$ s/}$/, "path": "direct"}/' "$RESULTS_FILE"
-        point "$op" "$conc" "$path" "127.0.0.1:$PROXY_PORT" && sed -i '$ s/}$/, "path": "nginx"}/' "$RESULTS_FILE"
-        point "$op" "$conc" "$path" "127.0.0.1:$AGENT_PORT" && sed -i '$ s/}$/, "path": "gateway"}/' "$RESULTS_FILE"
+        point "$op" "$conc" "$path" direct "127.0.0.1:$UP_PORT" ""
+        point "$op" "$conc" "$path" nginx "127.0.0.1:$PROXY_PORT" ""
+        point "$op" "$conc" "$path" gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT"
+        point "$op" "$conc" "$path" gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" \
+            --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
     done
 }
 run_matrix get /bench/small.bin "$GET_CONC"

@@ -25,25 +25,28 @@ for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed
     if not points:
         continue
     print(f"\n{title}")
-    print("| conc | direct req/s | p50 | p99 | nginx req/s | p50 | p99 | gateway req/s | p50 | p99 "
-          "| gw/nginx thr | gw-direct p50 | gw-direct p99 | log append mean | req per append |")
-    print("|---:" * 15 + "|")
+    print("| conc | path | req/s | p50 | p99 | req/s vs nginx | p50 − direct | p99 − direct "
+          "| log append mean | appends per request |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conc in sorted(points):
         p = points[conc]
-        d, n, g = p.get("direct"), p.get("nginx"), p.get("gateway")
-        if not (d and n and g):
-            continue
-        cells = [str(conc)]
-        for x in (d, n, g):
-            cells += [f"{x['rps']:.0f}", f"{x['p50_us']} µs", f"{x['p99_us']} µs"]
-        cells.append(f"{g['rps'] / n['rps']:.2f}" if n["rps"] else "-")
-        cells.append(f"{g['p50_us'] - d['p50_us']:+d} µs")
-        cells.append(f"{g['p99_us'] - d['p99_us']:+d} µs")
-        mean = g.get("log_append_mean_us")
-        cells.append(f"{mean:.0f} µs" if mean is not None else "-")
-        # Two entries per request (decision, outcome); appends counted by the metric.
-        cells.append(f"{g['log_appends'] / max(g['requests'], 1):.2f}")
-        print("| " + " | ".join(cells) + " |")
+        d, n = p.get("direct"), p.get("nginx")
+        for name in ("direct", "nginx", "gateway", "gw-tmpfs"):
+            x = p.get(name)
+            if not x:
+                continue
+            cells = [str(conc), name, f"{x['rps']:.0f}", f"{x['p50_us']} µs", f"{x['p99_us']} µs"]
+            cells.append(f"{x['rps'] / n['rps']:.2f}" if n and n["rps"] else "-")
+            if d and name != "direct":
+                cells.append(f"{x['p50_us'] - d['p50_us']:+d} µs")
+                cells.append(f"{x['p99_us'] - d['p99_us']:+d} µs")
+            else:
+                cells += ["", ""]
+            mean = x.get("log_append_mean_us")
+            cells.append(f"{mean:.0f} µs" if mean is not None else "")
+            sent = x.get("sent_incl_warmup") or 0
+            cells.append(f"{x['log_appends'] / sent:.2f}" if mean is not None and sent else "")
+            print("| " + " | ".join(cells) + " |")
     errs = [(r["path"], r["concurrency"], r["errors"], r["first_error"]) for r in rows
             if r["label"] == op and r["errors"]]
     for e in errs:

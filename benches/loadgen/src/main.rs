@@ -208,6 +208,7 @@ struct Plan {
 /// One worker's tally.
 struct Tally {
     histogram: Histogram<u64>,
+    sent: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -253,9 +254,11 @@ async fn run(
     }
     let mut all = new_histogram()?;
     let mut errors = 0;
+    let mut sent = 0;
     let mut first_error = None;
     while let Some(joined) = set.join_next().await {
         let tally = joined.map_err(|e| format!("worker: {e}"))??;
+        sent += tally.sent;
         all.add(&tally.histogram)
             .map_err(|e| format!("histogram: {e}"))?;
         errors += tally.errors;
@@ -267,6 +270,7 @@ async fn run(
         "concurrency": concurrency,
         "seconds": seconds,
         "requests": all.len(),
+        "sent_incl_warmup": sent,
         "errors": errors,
         "first_error": first_error,
         "rps": all.len() as f64 / seconds,
@@ -282,6 +286,7 @@ async fn run(
 async fn worker(plan: Arc<Plan>) -> Result<Tally, String> {
     let mut tally = Tally {
         histogram: new_histogram()?,
+        sent: 0,
         errors: 0,
         first_error: None,
     };
@@ -302,6 +307,7 @@ async fn worker(plan: Arc<Plan>) -> Result<Tally, String> {
         let outcome = one_request(&plan, sender).await;
         let done = Instant::now();
         let measured = began >= plan.measure_from && done <= plan.end;
+        tally.sent += 1;
         match outcome {
             Ok(()) if measured => {
                 let us = u64::try_from(done.duration_since(began).as_micros()).unwrap_or(u64::MAX);
