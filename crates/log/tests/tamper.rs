@@ -437,3 +437,25 @@ fn checkpoint_time_going_backwards() {
     assert_finding(&r, C::TimeBackwards, CHECKPOINTS_FILE, 4);
     assert!(verify(fresh().0.path()).latest_checkpoint_time.is_some());
 }
+
+#[test]
+fn multi_segment_log_and_a_deleted_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_max_bytes = 1500;
+    let log = Log::open(cfg, key()).unwrap();
+    for i in 0..40 {
+        log.append(outcome(i)).unwrap();
+    }
+    log.close().unwrap();
+    let segs = storage::list_segments(dir.path()).unwrap();
+    assert!(segs.len() >= 4, "{segs:?}");
+    let r = verify(dir.path());
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+    assert_eq!(r.entries, 42);
+
+    std::fs::remove_file(&segs[1].1).unwrap();
+    let r = verify(dir.path());
+    let third = storage::segment_name(segs[2].0);
+    assert_finding(&r, C::MissingEntry, &third, 1);
+}
