@@ -14,7 +14,8 @@
 #
 # Knobs (environment): DURATION (s per point, 5), WARMUP (s, 1), GET_CONC ("1 8 32 128"),
 # PUT_CONC ("1 8 32"), UPLOAD_BYTES (1073741824), HOLD_CONNS (1000), PIN (1 = loadgen on
-# CPU 1, servers on CPU 0), KEEP (1 = keep the work dir), RESULTS (copy results here).
+# CPU 1, servers on CPU 0), KEEP (1 = keep the work dir), RESULTS (copy results here),
+# SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only).
 # Traffic stays on 127.0.0.1. Not part of CI.
 set -euo pipefail
 
@@ -38,8 +39,10 @@ fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 python3 -c 'import moto, flask, flask_cors, boto3' 2>/dev/null || "$ROOT/scripts/install-test-peers.sh"
 
-say "building release binaries"
-(cd "$ROOT" && cargo build --release -q -p custody-gateway -p custody-loadgen)
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    say "building release binaries"
+    (cd "$ROOT" && cargo build --release -q -p custody-gateway -p custody-loadgen)
+fi
 TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 GATEWAY="$TARGET_DIR/release/custody-gateway"
 LOADGEN="$TARGET_DIR/release/custody-loadgen"
