@@ -183,3 +183,30 @@ fn oversized_entry_is_refused() {
     assert_eq!(log.append(outcome(1)).unwrap().seq, 1);
     log.close().unwrap();
 }
+
+#[test]
+fn checkpoints_are_copied_and_serve_as_trusted_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_copy_dir = Some(copy.path().join("witness"));
+    let log = Log::open(cfg, key()).unwrap();
+    for i in 0..12 {
+        log.append(outcome(i)).unwrap();
+    }
+    let last = log.close().unwrap();
+    let copied = std::fs::read_to_string(
+        copy.path()
+            .join("witness")
+            .join(storage::LATEST_CHECKPOINT_FILE),
+    )
+    .unwrap();
+    assert_eq!(copied, last.note);
+    let opts = custody_log::verify::VerifyOptions {
+        keys: vec![parse_vkey(&custody_log::vkey(ORIGIN, &key().verifying_key())).unwrap()],
+        trusted: vec![("witness".into(), copied)],
+        ..Default::default()
+    };
+    let r = custody_log::verify::verify_dir(dir.path(), &opts).unwrap();
+    assert!(r.findings.is_empty(), "{:#?}", r.findings);
+}
