@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -153,7 +154,7 @@ pub(super) struct Verifier {
     pub(super) expected_seq: u64,
     pub(super) prev: Hash,
     /// File and line of the last accepted entry.
-    pub(super) prev_line: Option<(String, u64, u64)>,
+    pub(super) prev_line: Option<(Arc<str>, u64, u64)>,
     pub(super) last_time: Option<OffsetDateTime>,
     /// Sequence numbers skipped over: seq -> (file, line where the gap was seen).
     pub(super) pending_missing: BTreeMap<u64, (String, u64)>,
@@ -221,7 +222,7 @@ impl Verifier {
             .map(|i| self.accepted[i].1)
     }
 
-    pub(super) fn line(&mut self, file: &str, line: u64, rec: Rec) {
+    pub(super) fn line(&mut self, file: &Arc<str>, line: u64, rec: Rec) {
         let p = match rec.parsed {
             Ok(p) => p,
             Err(e) => {
@@ -268,7 +269,7 @@ impl Verifier {
             if inserted.is_some_and(|x| x.2 == c.first.2) {
                 // The chain continues from the second; adopt it.
                 self.prev = c.second.2;
-                self.prev_line = Some((c.second.0.clone(), c.second.1, c.seq));
+                self.prev_line = Some((c.second.0.as_str().into(), c.second.1, c.seq));
                 if let Some(last) = self.accepted.last_mut() {
                     last.1 = c.second.2;
                 }
@@ -300,7 +301,7 @@ impl Verifier {
             self.accept(file, line, &rec.hash, p);
         } else if p.seq > self.expected_seq {
             for s in self.expected_seq..p.seq.min(self.expected_seq.saturating_add(10_000)) {
-                self.pending_missing.insert(s, (file.to_owned(), line));
+                self.pending_missing.insert(s, (file.to_string(), line));
             }
             self.accept(file, line, &rec.hash, p);
         } else if self.pending_missing.remove(&p.seq).is_some() {
@@ -332,8 +333,8 @@ impl Verifier {
             if let Some((pf, pl, _)) = self.prev_line.clone() {
                 self.conflict = Some(Conflict {
                     seq: p.seq,
-                    first: (pf, pl, self.prev),
-                    second: (file.to_owned(), line, rec.hash),
+                    first: (pf.to_string(), pl, self.prev),
+                    second: (file.to_string(), line, rec.hash),
                 });
             }
         } else {
@@ -350,7 +351,7 @@ impl Verifier {
         }
     }
 
-    pub(super) fn accept(&mut self, file: &str, line: u64, hash: &Hash, p: Parsed) {
+    pub(super) fn accept(&mut self, file: &Arc<str>, line: u64, hash: &Hash, p: Parsed) {
         if let Some(t) = self.last_time {
             if p.time < t {
                 self.fail(
@@ -369,7 +370,7 @@ impl Verifier {
         self.last_time = Some(self.last_time.map_or(p.time, |t| t.max(p.time)));
         self.expected_seq = p.seq.saturating_add(1);
         self.prev = *hash;
-        self.prev_line = Some((file.to_owned(), line, p.seq));
+        self.prev_line = Some((Arc::clone(file), line, p.seq));
         self.accepted.push((p.seq, *hash));
         if let Some(full) = p.full {
             self.semantic(file, line, *full);

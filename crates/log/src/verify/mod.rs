@@ -282,20 +282,65 @@ pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, Ve
     }
     let mut torn: Option<(String, u64, usize, bool)> = None;
     let nseg = files.segments.len();
-    for (si, (name, data)) in files.segments.iter().enumerate() {
-        let (lines, tail) = storage::split_lines(data);
-        const CHUNK: usize = 16 * 1024;
-        for (ci, chunk) in lines.chunks(CHUNK).enumerate() {
-            let recs = parse_parallel(chunk, &v.origin);
+    let split: Vec<(Vec<&[u8]>, &[u8])> = files
+        .segments
+        .iter()
+        .map(|(_, data)| storage::split_lines(data))
+        .collect();
+    // Chunks in log order: (segment, first line index, lines).
+    const CHUNK: usize = 4096;
+    let chunks: Vec<(usize, usize, &[&[u8]])> = split
+        .iter()
+        .enumerate()
+        .flat_map(|(si, (lines, _))| {
+            lines
+                .chunks(CHUNK)
+                .enumerate()
+                .map(move |(ci, c)| (si, ci * CHUNK, c))
+        })
+        .collect();
+    let origin = v.origin.clone();
+    // Shared names: the verifier keeps the last entry's location per line.
+    let names: Vec<std::sync::Arc<str>> = files
+        .segments
+        .iter()
+        .map(|(n, _)| n.as_str().into())
+        .collect();
+    std::thread::scope(|s| {
+        // Two parsers (hashing + JSON) run ahead of this thread, which does
+        // the order-dependent checks: a pipeline over the 2 cores.
+        const WORKERS: usize = 2;
+        let mut rxs = Vec::new();
+        for w in 0..WORKERS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(2);
+            let (chunks, origin) = (&chunks, &origin);
+            s.spawn(move || {
+                for (_, _, c) in chunks.iter().skip(w).step_by(WORKERS) {
+                    let recs = c.iter().map(|l| parse_line(l, origin)).collect();
+                    if tx.send(recs).is_err() {
+                        return;
+                    }
+                }
+            });
+            rxs.push(rx);
+        }
+        for (k, (si, first, c)) in chunks.iter().enumerate() {
+            // A worker cannot panic on input (parse_line does not); if one
+            // did, parse its chunk here rather than lose lines.
+            let recs = rxs[k % WORKERS]
+                .recv()
+                .unwrap_or_else(|_| c.iter().map(|l| parse_line(l, &origin)).collect());
+            let name = &names[*si];
             for (i, rec) in recs.into_iter().enumerate() {
-                let line_no = (ci * CHUNK + i) as u64 + 1;
                 tree.push(rec.hash);
                 if wanted.contains(&tree.size()) {
                     roots.insert(tree.size(), tree.root());
                 }
-                v.line(name, line_no, rec);
+                v.line(name, (first + i) as u64 + 1, rec);
             }
         }
+    });
+    for (si, ((name, _), (lines, tail))) in files.segments.iter().zip(&split).enumerate() {
         if !tail.is_empty() {
             torn = Some((
                 name.clone(),
@@ -373,23 +418,4 @@ fn locate(files: &LogFiles, index: u64) -> (String, u64) {
         .map(|(n, _)| n.clone())
         .unwrap_or_default();
     (last, 0)
-}
-
-fn parse_parallel(chunk: &[&[u8]], origin: &str) -> Vec<Rec> {
-    if chunk.len() < 256 {
-        return chunk.iter().map(|l| parse_line(l, origin)).collect();
-    }
-    let mid = chunk.len() / 2;
-    let (a, b) = chunk.split_at(mid);
-    std::thread::scope(|s| {
-        let h = s.spawn(|| b.iter().map(|l| parse_line(l, origin)).collect::<Vec<_>>());
-        let mut first: Vec<Rec> = a.iter().map(|l| parse_line(l, origin)).collect();
-        match h.join() {
-            Ok(second) => first.extend(second),
-            // The worker cannot panic on input (parse_line does not); if it
-            // did, redo its half here rather than lose lines.
-            Err(_) => first.extend(b.iter().map(|l| parse_line(l, origin))),
-        }
-        first
-    })
 }
