@@ -17,6 +17,6 @@ best() { sort -n | head -1; }
 t() { local s e; s=$(date +%s.%N); "$@" > /dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
 V=$(for _ in 1 2 3; do t "$BIN/custody-verify" "$DIR" --key "$DIR.vkey"; done | best)
 H=$(for _ in 1 2 3; do t sha256sum "$DIR"/*; done | best)
-"$BIN/custody-verify" "$DIR" --key "$DIR.vkey" | tail -1
+"$BIN/custody-verify" "$DIR" --key "$DIR.vkey" | grep -E "^(intact|FAILED)"
 echo "custody-verify: ${V}s   sha256sum: ${H}s   ratio: $(echo "scale=2; $V / $H" | bc)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
