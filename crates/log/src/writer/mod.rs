@@ -193,7 +193,8 @@ impl Log {
         &self.origin
     }
 
-    /// The verifier key of the checkpoint signing key (at open).
+    /// The verifier key of the signing key given to [`Log::open`] (after
+    /// [`Log::rotate_key`], the new one is in the `key_rotated` entry).
     pub fn vkey(&self) -> &str {
         &self.vkey
     }
