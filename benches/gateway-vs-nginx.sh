@@ -15,7 +15,8 @@
 # Knobs (environment): DURATION (s per point, 5), WARMUP (s, 1), GET_CONC ("1 8 32 128"),
 # PUT_CONC ("1 8 32"), UPLOAD_BYTES (1073741824), HOLD_CONNS (1000), PIN (1 = loadgen on
 # CPU 1, servers on CPU 0), KEEP (1 = keep the work dir), RESULTS (copy results here),
-# SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only).
+# SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only),
+# GEN_THREADS (generator threads, 1).
 # Traffic stays on 127.0.0.1. Not part of CI.
 set -euo pipefail
 
@@ -28,6 +29,8 @@ UPLOAD_BYTES="${UPLOAD_BYTES:-1073741824}"
 HOLD_CONNS="${HOLD_CONNS:-1000}"
 PIN="${PIN:-0}"
 KEEP="${KEEP:-0}"
+GEN_THREADS="${GEN_THREADS:-1}"
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 say() { printf '== %s\n' "$*" >&2; }
 
@@ -281,7 +284,7 @@ point() {  # op conc path name addr admin_port [extra loadgen args]
     shift 6
     local before="0 0" after="0 0" line
     if [[ -n "$admin" ]]; then before="$(metric "$admin")"; fi
-    line="$("${GEN[@]}" "$LOADGEN" run --addr "$addr" --path "$path" --method "$op" \
+    line="$("${GEN[@]}" "$LOADGEN" run --addr "$addr" --path "$path" --method "$op" --threads "$GEN_THREADS" \
         --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" --label "$op" "$@")"
     if [[ -n "$admin" ]]; then after="$(metric "$admin")"; fi
     python3 - "$line" "$before" "$after" "$name" >>"$RESULTS_FILE" <<'EOF'
@@ -363,7 +366,8 @@ python3 "$ROOT/benches/report.py" "$RESULTS_FILE" <<EOF
  "peak_1g_kib": $PEAK_1G, "upload_1g": $UP_1G,
  "peak_1g_unsigned_kib": $PEAK_1G_U, "upload_1g_unsigned": $UP_1G_U,
  "peak_all_kib": $PEAK_ALL,
- "fsync_us": "$FSYNC", "duration": $DURATION, "pin": "$PIN",
+ "fsync_us": "$FSYNC", "duration": $DURATION, "pin": "$PIN", "gen_threads": $GEN_THREADS,
+ "load_start": "$LOAD_START", "load_end": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "nproc": $(nproc), "cpu": "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)",
  "date": "$(date -u +%Y-%m-%dT%H:%MZ)", "commit": "$(cd "$ROOT" && git rev-parse --short HEAD)"}
 EOF

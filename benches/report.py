@@ -16,7 +16,8 @@ def mib(kib):
 
 print(f"\nmachine: {facts['nproc']} cores, {facts['cpu']}; date {facts['date']}; "
       f"commit {facts['commit']}; {facts['duration']} s per point; "
-      f"pinned: {'yes' if facts['pin'] == '1' else 'no'}")
+      f"pinned: {'yes' if facts['pin'] == '1' else 'no'}; generator threads {facts['gen_threads']}; "
+      f"load average {facts['load_start']} at start, {facts['load_end']} at end")
 for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed SHA-256)")):
     points = {}
     for r in rows:
