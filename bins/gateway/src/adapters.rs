@@ -140,16 +140,50 @@ pub struct BrokerSource {
     pub broker: Arc<dyn RoleBroker>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Session policies already rendered, by grant id: a grant's scope never changes, and
+    /// rendering it per request showed up in profiles.
+    pub policies: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl BrokerSource {
+    /// A source over `broker`.
+    pub fn new(broker: Arc<dyn RoleBroker>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            broker,
+            metrics,
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn session_policy(&self, grant: &Grant) -> Result<Arc<str>, custody_grant::PolicyTooLarge> {
+        let id = grant.id.as_str();
+        if let Some(p) = self
+            .policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            return Ok(p.clone());
+        }
+        let rendered: Arc<str> = Arc::from(grant.session_policy()?);
+        let mut cache = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        // Bounded: forget everything rather than grow without limit.
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(id.to_owned(), rendered.clone());
+        Ok(rendered)
+    }
 }
 
 impl CredentialSource for BrokerSource {
     fn credentials(&self, grant: &Grant) -> BoxFuture<'_, Result<Credentials, CredentialError>> {
         let grant_id = grant.id.as_str().to_owned();
-        let policy = grant.session_policy();
+        let policy = self.session_policy(grant);
         let request = policy.map(|p| GrantCredentialsRequest {
             grant_id: grant_id.clone(),
             role_arn: grant.role_arn.clone(),
-            session_policy: Some(p),
+            session_policy: Some(p.to_string()),
             source_identity: grant.identity.clone(),
             task_id: grant.task.id.clone(),
             expires_at: grant.expires_at.into(),

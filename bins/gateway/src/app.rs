@@ -240,10 +240,7 @@ impl Gateway {
                 log: self.log.clone(),
                 metrics: self.metrics.clone(),
             }),
-            credentials: Arc::new(BrokerSource {
-                broker: self.broker.clone(),
-                metrics: self.metrics.clone(),
-            }),
+            credentials: Arc::new(BrokerSource::new(self.broker.clone(), self.metrics.clone())),
             clock: self.clock.clone(),
             options: ProxyOptions {
                 max_buffered_body: self.config.limits.max_buffered_body,

@@ -65,7 +65,10 @@ async fn authenticate<S: Inner>(
         ),
     };
     ctx.format = format_for(&signing_name, &parts.headers);
+    // A request without a body is "buffered" for free; asking the classifier first would
+    // route the request twice.
     let buffer = pending
+        || has_no_body(&parts)
         || custody_sigv4::classify::needs_body(
             &signing_name,
             &parts.method,
@@ -83,7 +86,9 @@ async fn authenticate<S: Inner>(
             Ok(v) => v,
             Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
         };
-        ctx.body_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+        if !bytes.is_empty() {
+            ctx.body_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+        }
         // Classification reads the payload: for aws-chunked bodies, the decoded
         // chunk data. What goes upstream is the body as received, verified again
         // and re-signed chunk by chunk by the re-sign layer.
@@ -114,6 +119,17 @@ async fn authenticate<S: Inner>(
     };
     parts.extensions.insert(ctx);
     inner.call(Request::from_parts(parts, body)).await
+}
+
+/// No body: `Content-Length: 0`, or neither a length nor chunked transfer encoding.
+fn has_no_body(parts: &http::request::Parts) -> bool {
+    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return false;
+    }
+    match parts.headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.as_bytes() == b"0",
+        None => true,
+    }
 }
 
 /// Verify the head; on failure also return the grant entry if the key named one (so the
