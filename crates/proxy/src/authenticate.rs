@@ -87,7 +87,12 @@ async fn authenticate<S: Inner>(
             Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
         };
         if !bytes.is_empty() {
-            ctx.body_sha256 = Some(hex::encode(Sha256::digest(&bytes)));
+            // The verified hash is the body's digest already; hash again only when the
+            // payload mode carried none.
+            ctx.body_sha256 = Some(match &verified.payload {
+                PayloadMode::Hash(h) => h.to_ascii_lowercase(),
+                _ => hex::encode(Sha256::digest(&bytes)),
+            });
         }
         // Classification reads the payload: for aws-chunked bodies, the decoded
         // chunk data. What goes upstream is the body as received, verified again
