@@ -275,12 +275,18 @@ impl Log {
         if matches!(make, Op::Close) {
             q.closed = true;
         }
+        // The committer drains the whole queue under this lock and sleeps only while it
+        // is empty, so only the push that makes it non-empty needs to wake it: later pushes
+        // ride the same batch without a futex hand-off each.
+        let was_empty = q.items.is_empty();
         q.items.push_back(Item {
             op: make,
             reply: Slot::<T>::reply(&slot),
         });
         drop(q);
-        self.shared.wake.notify_one();
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
         Ok(slot)
     }
 }
