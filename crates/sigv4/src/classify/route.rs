@@ -66,36 +66,60 @@ impl Template {
     }
 
     /// Matches raw path segments; returns the decoded label values.
+    ///
+    /// The shape is checked first, without allocating: most candidate templates fail on a
+    /// literal, and decoding labels for each of them showed up in profiles.
     pub(crate) fn matches(
         &self,
         raw: &[&str],
     ) -> Result<Option<Vec<(String, String)>>, ClassifyError> {
+        if !self.shape_matches(raw) {
+            return Ok(None);
+        }
         let mut labels = Vec::new();
+        for (i, seg) in self.segs.iter().enumerate() {
+            match seg {
+                Seg::Literal(_) => {}
+                Seg::Label(name) => {
+                    if let Some(v) = raw.get(i) {
+                        labels.push((name.clone(), decode(v)?));
+                    }
+                }
+                Seg::Greedy(name) => {
+                    let rest = raw.get(i..).unwrap_or_default().join("/");
+                    labels.push((name.clone(), decode(&rest)?));
+                    break;
+                }
+            }
+        }
+        Ok(Some(labels))
+    }
+
+    /// Whether `raw` has this template's shape: literals equal, labels non-empty, a greedy
+    /// label with something to take, and no extra segments (but one trailing slash).
+    fn shape_matches(&self, raw: &[&str]) -> bool {
         for (i, seg) in self.segs.iter().enumerate() {
             match seg {
                 Seg::Literal(l) => {
                     if raw.get(i) != Some(&l.as_str()) {
-                        return Ok(None);
+                        return false;
                     }
                 }
-                Seg::Label(name) => match raw.get(i) {
-                    Some(v) if !v.is_empty() => labels.push((name.clone(), decode(v)?)),
-                    _ => return Ok(None),
-                },
-                Seg::Greedy(name) => {
-                    let rest = raw.get(i..).unwrap_or_default().join("/");
-                    if rest.is_empty() {
-                        return Ok(None);
+                Seg::Label(_) => {
+                    if raw.get(i).is_none_or(|v| v.is_empty()) {
+                        return false;
                     }
-                    labels.push((name.clone(), decode(&rest)?));
-                    return Ok(Some(labels));
+                }
+                Seg::Greedy(_) => {
+                    let rest = raw.get(i..).unwrap_or_default();
+                    // `join("/")` of these is empty only for no segments or one empty one.
+                    return !(rest.is_empty() || (rest.len() == 1 && rest[0].is_empty()));
                 }
             }
         }
         // A single trailing slash is allowed (`/bucket/` is the bucket).
         let n = self.segs.len();
-        let exact = raw.len() == n || (raw.len() == n + 1 && raw.last() == Some(&""));
-        Ok(exact.then_some(labels))
+        raw.len() == n || (raw.len() == n + 1 && raw.last() == Some(&""))
     }
 }
 
