@@ -57,13 +57,10 @@ async fn authenticate<S: Inner>(
     ctx.access_key_id = Some(entry.grant.access_key_id.as_str().to_owned());
     ctx.grant = Some(entry);
 
-    let (signing_name, pending) = match &verification {
-        Verification::Verified(v) => (v.service.clone(), false),
-        Verification::NeedsBody(_) => (
-            scope_service(&parts.headers, parts.uri.query()).unwrap_or_default(),
-            true,
-        ),
-    };
+    // The scope's service is known (not yet authenticated) even when the signature still
+    // waits for the body.
+    let signing_name = verification.head().service.clone();
+    let pending = matches!(verification, Verification::NeedsBody(_));
     ctx.format = format_for(&signing_name, &parts.headers);
     // A request without a body is "buffered" for free; asking the classifier first would
     // route the request twice.
