@@ -42,11 +42,12 @@ async fn authenticate<S: Inner>(
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let now = shared.clock.now();
     let mut ctx = RequestCtx::new(source, now);
-    ctx.format = early_format(&parts.headers, parts.uri.query());
 
     let (verification, entry) = match check_head(&shared, &parts, now) {
         Ok(ok) => ok,
         Err((e, entry)) => {
+            // Only a refusal needs the format guessed before the scope is parsed.
+            ctx.format = early_format(&parts.headers, parts.uri.query());
             ctx.access_key_id = entry
                 .as_ref()
                 .map(|e| e.grant.access_key_id.as_str().to_owned());
@@ -99,6 +100,7 @@ async fn authenticate<S: Inner>(
             Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
         };
         ctx.buffered_body = Some(payload);
+        ctx.body_verified = true;
         ctx.verified = Some(Arc::new(verified));
         full(bytes)
     } else {

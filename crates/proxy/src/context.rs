@@ -85,6 +85,8 @@ pub struct RequestCtx {
     pub buffered_body: Option<Bytes>,
     /// Hex SHA-256 of the buffered body.
     pub body_sha256: Option<String>,
+    /// The whole body was buffered and checked against its signature already.
+    pub body_verified: bool,
     /// What the request does.
     pub classification: Option<Arc<Classification>>,
     /// What was decided on.
@@ -119,6 +121,7 @@ impl RequestCtx {
             verified: None,
             buffered_body: None,
             body_sha256: None,
+            body_verified: false,
             classification: None,
             access: None,
             reason: None,

@@ -151,13 +151,20 @@ async fn prepare(
         )
     })?;
     let failure: BodyFailure = Arc::default();
-    let forward_body = ResignedBody {
-        inner: body,
-        forward: ForwardBody::new(verified, resigned.chunk_resigner),
-        done: false,
-        failure: failure.clone(),
+    let body = match resigned.chunk_resigner {
+        // Buffered and checked whole by the authenticate layer, nothing to re-frame: send
+        // the bytes as they are rather than hashing them a second time.
+        None if ctx.body_verified => crate::body::boxed(CountingBody::new(body, bytes_in.0)),
+        resigner => crate::body::boxed(CountingBody::new(
+            ResignedBody {
+                inner: body,
+                forward: ForwardBody::new(verified, resigner),
+                done: false,
+                failure: failure.clone(),
+            },
+            bytes_in.0,
+        )),
     };
-    let body = crate::body::boxed(CountingBody::new(forward_body, bytes_in.0));
     let mut upstream = Request::new(body);
     *upstream.method_mut() = parts.method;
     *upstream.uri_mut() = uri;
