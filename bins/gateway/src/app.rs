@@ -143,6 +143,8 @@ pub struct Gateway {
     released_path: PathBuf,
     /// The agent endpoint URL handed out with credentials.
     pub agent_url: String,
+    /// Held for the process's life: one gateway per data directory.
+    _data_lock: std::fs::File,
 }
 
 // === impl Gateway ===
@@ -151,6 +153,7 @@ impl Gateway {
     /// Open everything under the config's data directory.
     pub async fn open(config: Config, clock: SharedTimeSource) -> Result<Arc<Self>, AppError> {
         keys::ensure_private_dir(&config.data_dir)?;
+        let data_lock = lock_data_dir(&config.data_dir)?;
         let (signing_key, created) = keys::load_or_create_signing_key(&key_path(&config))?;
         let origin = config.log.origin.clone().unwrap_or_else(default_origin);
         let vkey = custody_log::vkey(&origin, &signing_key.verifying_key());
@@ -218,6 +221,7 @@ impl Gateway {
             released: Mutex::new(released),
             released_path,
             agent_url,
+            _data_lock: data_lock,
         }))
     }
 
@@ -625,6 +629,43 @@ fn rebuild_activations(log_dir: &Path, store: &dyn GrantStore) -> HashMap<String
         }
     }
     map
+}
+
+/// Take the data directory's lock, so a second gateway on the same grant store and log
+/// (which would corrupt both) refuses to start instead. Released when the process exits,
+/// however it exits.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, AppError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("gateway.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| AppError::Other(format!("`{}`: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(AppError::Other(format!(
+                "data directory `{}` is in use by another custody-gateway (pid {}); one gateway per data directory",
+                dir.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(AppError::Other(format!(
+                "cannot lock `{}`: {e}",
+                path.display()
+            )));
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
 }
 
 fn parse_id(id: &str) -> Result<GrantId, OpError> {

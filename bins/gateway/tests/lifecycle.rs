@@ -723,6 +723,17 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
 
     // After a restart the grant still works and decisions still cite its activation.
     stack.gateway.spawn();
+    // A second gateway on the same data directory refuses to start.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
+        .args(["serve", "--config"])
+        .arg(&stack.gateway.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && err.contains("in use by another custody-gateway"),
+        "{err}"
+    );
     assert!(run_aws_cli(&get, &env, None).unwrap().success());
     let entries = stack.gateway.entries();
     let activation = entries
