@@ -443,10 +443,10 @@ impl Gateway {
         let id = parse_id(id)?;
         let _guard = self.lifecycle.lock().await;
         let current = self.get_grant(&id)?;
-        if let Principal::Agent(me) = who {
-            if &current.identity != me {
-                return Err(OpError::new(404, format!("no grant `{}`", id.as_str())));
-            }
+        if let Principal::Agent(me) = who
+            && &current.identity != me
+        {
+            return Err(OpError::new(404, format!("no grant `{}`", id.as_str())));
         }
         let next = self
             .store
@@ -472,10 +472,10 @@ impl Gateway {
         };
         for id in expired {
             self.broker.revoke(id.as_str());
-            if let Ok(Some(g)) = self.store.get(&id) {
-                if let Err(e) = self.append(GrantEventKind::Expired, &g, "gateway:expiry-sweep") {
-                    tracing::error!(grant = id.as_str(), error = %e.message, "expired, but not in the log");
-                }
+            if let Ok(Some(g)) = self.store.get(&id)
+                && let Err(e) = self.append(GrantEventKind::Expired, &g, "gateway:expiry-sweep")
+            {
+                tracing::error!(grant = id.as_str(), error = %e.message, "expired, but not in the log");
             }
         }
     }
@@ -484,10 +484,10 @@ impl Gateway {
     pub fn show_grant(&self, who: &Principal, id: &str) -> Result<Grant, OpError> {
         let id = parse_id(id)?;
         let grant = self.get_grant(&id)?;
-        if let Principal::Agent(me) = who {
-            if &grant.identity != me {
-                return Err(OpError::new(404, format!("no grant `{}`", id.as_str())));
-            }
+        if let Principal::Agent(me) = who
+            && &grant.identity != me
+        {
+            return Err(OpError::new(404, format!("no grant `{}`", id.as_str())));
         }
         Ok(grant)
     }
@@ -621,10 +621,11 @@ fn rebuild_activations(log_dir: &Path, store: &dyn GrantStore) -> HashMap<String
             let Ok(entry) = custody_log::Entry::decode(line) else {
                 continue;
             };
-            if let EntryBody::Grant(ev) = &entry.body {
-                if ev.event == GrantEventKind::Activated && active.contains(&ev.grant_id) {
-                    map.insert(ev.grant_id.clone(), entry.seq);
-                }
+            if let EntryBody::Grant(ev) = &entry.body
+                && ev.event == GrantEventKind::Activated
+                && active.contains(&ev.grant_id)
+            {
+                map.insert(ev.grant_id.clone(), entry.seq);
             }
         }
     }

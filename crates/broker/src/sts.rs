@@ -191,15 +191,15 @@ impl StsBroker {
 
         // Fast path: fresh credentials, or usable ones while another request refreshes.
         let mut held = None;
-        if let Some(cached) = slot.current(&req.grant_id)? {
-            if cached.usable_for(req, now, MIN_VALIDITY) {
-                if now < cached.refresh_at {
-                    return Ok(cached.serve(req));
-                }
-                match slot.flight.try_lock() {
-                    Ok(guard) => held = Some(guard),
-                    Err(_) => return Ok(cached.serve(req)),
-                }
+        if let Some(cached) = slot.current(&req.grant_id)?
+            && cached.usable_for(req, now, MIN_VALIDITY)
+        {
+            if now < cached.refresh_at {
+                return Ok(cached.serve(req));
+            }
+            match slot.flight.try_lock() {
+                Ok(guard) => held = Some(guard),
+                Err(_) => return Ok(cached.serve(req)),
             }
         }
 
@@ -210,10 +210,11 @@ impl StsBroker {
         // Whoever held the lock before us may have refreshed already.
         let now = self.time.now();
         let previous = slot.current(&req.grant_id)?;
-        if let Some(cached) = &previous {
-            if cached.usable_for(req, now, MIN_VALIDITY) && now < cached.refresh_at {
-                return Ok(cached.serve(req));
-            }
+        if let Some(cached) = &previous
+            && cached.usable_for(req, now, MIN_VALIDITY)
+            && now < cached.refresh_at
+        {
+            return Ok(cached.serve(req));
         }
         match self.assume(req, now).await {
             Ok(cached) => {

@@ -103,19 +103,17 @@ async fn authorize<S: Inner>(
         )
         .await);
     }
-    if mints {
-        if let Some(action) = unnamed_minting_action(&grant, ctx.access.as_ref()) {
-            let message = format!(
-                "grant `{}` does not name `{action}` explicitly; calls that mint credentials need it named, wildcards do not count",
-                grant.id.as_str()
-            );
-            return Ok(refuse(
-                &shared,
-                ctx,
-                Refusal::new(RefusalKind::AccessDenied, message),
-            )
-            .await);
-        }
+    if mints && let Some(action) = unnamed_minting_action(&grant, ctx.access.as_ref()) {
+        let message = format!(
+            "grant `{}` does not name `{action}` explicitly; calls that mint credentials need it named, wildcards do not count",
+            grant.id.as_str()
+        );
+        return Ok(refuse(
+            &shared,
+            ctx,
+            Refusal::new(RefusalKind::AccessDenied, message),
+        )
+        .await);
     }
     ctx.reason = Some(decision.reason.to_string());
     req.extensions_mut().insert(ctx);

@@ -207,11 +207,12 @@ pub(crate) fn push_header_value(
         any = true;
         push_trimmed(out, v.as_bytes());
     }
-    if !any && name == "host" {
-        if let Some(a) = authority {
-            push_trimmed(out, a.as_bytes());
-            return true;
-        }
+    if !any
+        && name == "host"
+        && let Some(a) = authority
+    {
+        push_trimmed(out, a.as_bytes());
+        return true;
     }
     any
 }

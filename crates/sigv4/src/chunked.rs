@@ -364,12 +364,12 @@ impl ChunkDecoder {
         if self.signing.is_some() && signature.is_none() {
             return Err(malformed("chunk without chunk-signature"));
         }
-        if let Some(expected) = self.decoded_len {
-            if self.decoded.saturating_add(size) > expected {
-                return Err(AuthError::IncompleteBody(format!(
-                    "aws-chunked body is longer than x-amz-decoded-content-length {expected}"
-                )));
-            }
+        if let Some(expected) = self.decoded_len
+            && self.decoded.saturating_add(size) > expected
+        {
+            return Err(AuthError::IncompleteBody(format!(
+                "aws-chunked body is longer than x-amz-decoded-content-length {expected}"
+            )));
         }
         self.pending = Some(DecodedChunk {
             data: Bytes::new(),
@@ -379,13 +379,13 @@ impl ChunkDecoder {
         });
         self.pending_sig = signature;
         if size == 0 {
-            if let Some(expected) = self.decoded_len {
-                if self.decoded != expected {
-                    return Err(AuthError::IncompleteBody(format!(
-                        "aws-chunked body carried {} bytes, x-amz-decoded-content-length says {expected}",
-                        self.decoded
-                    )));
-                }
+            if let Some(expected) = self.decoded_len
+                && self.decoded != expected
+            {
+                return Err(AuthError::IncompleteBody(format!(
+                    "aws-chunked body carried {} bytes, x-amz-decoded-content-length says {expected}",
+                    self.decoded
+                )));
             }
             self.release_chunk(events)?;
             self.state = State::TrailerLine;

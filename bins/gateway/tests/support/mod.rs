@@ -222,10 +222,10 @@ approvals_required = 1
         self.child = Some(child);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("gateway exited early ({status}): {}", self.server_log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("gateway exited early ({status}): {}", self.server_log());
             }
             if std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", self.agent_port)).is_ok()

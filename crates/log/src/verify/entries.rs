@@ -352,20 +352,20 @@ impl Verifier {
     }
 
     pub(super) fn accept(&mut self, file: &Arc<str>, line: u64, hash: &Hash, p: Parsed) {
-        if let Some(t) = self.last_time {
-            if p.time < t {
-                self.fail(
-                    FindingClass::TimeBackwards,
-                    file,
-                    line,
-                    Some(p.seq),
-                    format!(
-                        "time {} is before the previous entry's {}",
-                        entry::format_time(p.time),
-                        entry::format_time(t)
-                    ),
-                );
-            }
+        if let Some(t) = self.last_time
+            && p.time < t
+        {
+            self.fail(
+                FindingClass::TimeBackwards,
+                file,
+                line,
+                Some(p.seq),
+                format!(
+                    "time {} is before the previous entry's {}",
+                    entry::format_time(p.time),
+                    entry::format_time(t)
+                ),
+            );
         }
         self.last_time = Some(self.last_time.map_or(p.time, |t| t.max(p.time)));
         self.expected_seq = p.seq.saturating_add(1);

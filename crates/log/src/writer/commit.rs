@@ -140,13 +140,12 @@ impl Writer {
                 .map_err(|e| LogError::io("read", &ckpt_path, &e))?;
         }
         let (ck_lines, ck_tail) = storage::split_lines(&ckpt_data);
-        if let Some(line) = ck_lines.last() {
-            if let Ok(l) = serde_json::from_slice::<CheckpointLine>(line) {
-                if let Ok((cp, _)) = SignedCheckpoint::parse(&l.note) {
-                    sealed_size = cp.checkpoint.size;
-                    last_checkpoint_time = cp.checkpoint.time();
-                }
-            }
+        if let Some(line) = ck_lines.last()
+            && let Ok(l) = serde_json::from_slice::<CheckpointLine>(line)
+            && let Ok((cp, _)) = SignedCheckpoint::parse(&l.note)
+        {
+            sealed_size = cp.checkpoint.size;
+            last_checkpoint_time = cp.checkpoint.time();
         }
         let ckpt = OpenOptions::new()
             .create(true)
@@ -232,10 +231,10 @@ impl Writer {
                 }
                 return;
             }
-            if self.failed.is_none() {
-                if let Err(e) = self.timed_checkpoint() {
-                    self.fail(shared, e);
-                }
+            if self.failed.is_none()
+                && let Err(e) = self.timed_checkpoint()
+            {
+                self.fail(shared, e);
             }
         }
     }
@@ -418,10 +417,10 @@ impl Writer {
                     if let Err(e) = self.rotate_segment() {
                         self.fail(shared, e);
                     }
-                } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries {
-                    if let Err(e) = self.write_checkpoint() {
-                        self.fail(shared, e);
-                    }
+                } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries
+                    && let Err(e) = self.write_checkpoint()
+                {
+                    self.fail(shared, e);
                 }
             }
             Err(e) => {

@@ -337,15 +337,15 @@ pub(crate) fn route(
         if !disc_ok {
             continue;
         }
-        if let Some(h) = &op.requires_header {
-            if amz_value(headers, query, h)?.is_none() {
-                continue;
-            }
+        if let Some(h) = &op.requires_header
+            && amz_value(headers, query, h)?.is_none()
+        {
+            continue;
         }
-        if let Some(h) = &op.forbids_header {
-            if amz_value(headers, query, h)?.is_some() {
-                continue;
-            }
+        if let Some(h) = &op.forbids_header
+            && amz_value(headers, query, h)?.is_some()
+        {
+            continue;
         }
         if xid.is_some_and(|x| x != op.name) {
             continue;
@@ -361,13 +361,13 @@ pub(crate) fn route(
             reason: format!("no operation matches `{method} {path}`"),
         });
     };
-    if let Some((next, other, _)) = it.next() {
-        if next == score {
-            return Err(ClassifyError::Ambiguous {
-                first: op.name.clone(),
-                second: other.name.clone(),
-            });
-        }
+    if let Some((next, other, _)) = it.next()
+        && next == score
+    {
+        return Err(ClassifyError::Ambiguous {
+            first: op.name.clone(),
+            second: other.name.clone(),
+        });
     }
     if service.protocol == Protocol::RestXml {
         // S3 names subresources with query keys: a key we do not know could make S3 do

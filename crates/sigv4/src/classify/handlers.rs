@@ -208,13 +208,13 @@ fn sqs_path_queue(req: &mut Req<'_>) -> Result<(), ClassifyError> {
         name: "path".into(),
         value: path.to_owned(),
     })?;
-    if let Some(MemberValue::One(url)) = req.member("QueueUrl")? {
-        if sqs_queue_url(&url).as_ref() != Some(&from_path) {
-            return Err(ClassifyError::Ambiguous {
-                first: format!("queue `{url}`"),
-                second: format!("queue path `{path}`"),
-            });
-        }
+    if let Some(MemberValue::One(url)) = req.member("QueueUrl")?
+        && sqs_queue_url(&url).as_ref() != Some(&from_path)
+    {
+        return Err(ClassifyError::Ambiguous {
+            first: format!("queue `{url}`"),
+            second: format!("queue path `{path}`"),
+        });
     }
     req.overrides
         .push(("QueueUrl".into(), MemberValue::One(decoded)));
