@@ -143,9 +143,7 @@ print(json.dumps(out))
 #[test]
 fn odd_keys_sizes_and_multipart_pass_an_independent_signature_check() {
     let (_s3, gw, agent) = stack();
-    let out = run_python(ODD_KEYS, &agent).unwrap();
-    assert!(out.success(), "{}\n{}", out.stderr, gw.server_log());
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = support::python_json(ODD_KEYS, &agent, &gw);
     for k in [
         "a b",
         "a+b",
@@ -472,9 +470,7 @@ fn tls_listener_and_streaming_unsigned_trailer_uploads() {
         "import os\nos.environ['AWS_CA_BUNDLE'] = {:?}\n{TLS_UPLOADS}",
         cert.display().to_string()
     );
-    let out = run_python(&code, &agent).unwrap();
-    assert!(out.success(), "{}\n{}", out.stderr, gw.server_log());
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = support::python_json(&code, &agent, &gw);
     for k in ["tls/zero", "tls/small", "tls/big"] {
         assert_eq!(v[k], true, "{k}");
     }

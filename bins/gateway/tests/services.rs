@@ -13,8 +13,8 @@
 
 mod support;
 
-use custody_test_support::{AwsEnv, run_aws_cli, run_python};
-use support::{ADMIN_TOKEN, BOB_TOKEN, Stack};
+use custody_test_support::{AwsEnv, run_aws_cli};
+use support::{ADMIN_TOKEN, BOB_TOKEN, Stack, python_json};
 
 /// A writer grant (approved by bob) over the test resources; returns the agent env.
 fn writer_grant(stack: &Stack) -> (String, AwsEnv) {
@@ -106,14 +106,7 @@ print(json.dumps(out))
 fn calls_inside_the_grant_succeed_through_moto() {
     let stack = Stack::start();
     let (_id, env) = writer_grant(&stack);
-    let out = run_python(ALLOWED, &env).unwrap();
-    assert!(
-        out.success(),
-        "boto3 failed: {}\n{}",
-        out.stderr,
-        stack.gateway.server_log()
-    );
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = python_json(ALLOWED, &env, &stack.gateway);
     assert_eq!(v["small"], "hello");
     assert_eq!(v["empty"], 0);
     assert_eq!(v["one"], "x");
@@ -226,14 +219,7 @@ print(json.dumps(out))
 fn calls_outside_the_grant_are_denied_and_never_forwarded() {
     let stack = Stack::start();
     let (id, env) = writer_grant(&stack);
-    let out = run_python(DENIED, &env).unwrap();
-    assert!(
-        out.success(),
-        "{}\n{}",
-        out.stderr,
-        stack.gateway.server_log()
-    );
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = python_json(DENIED, &env, &stack.gateway);
     for (k, code, action) in [
         ("delete", "AccessDenied", "s3:DeleteObject"),
         ("other_bucket", "AccessDenied", "s3:GetObject"),
@@ -317,9 +303,7 @@ print(json.dumps(out))
 fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
     let stack = Stack::start();
     let (_id, env) = writer_grant(&stack);
-    let out = run_python(AUTH_ERRORS, &env).unwrap();
-    assert!(out.success(), "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let v = python_json(AUTH_ERRORS, &env, &stack.gateway);
     for (k, code) in [
         ("bad_sig_s3", "SignatureDoesNotMatch"),
         ("bad_sig_sts", "SignatureDoesNotMatch"),

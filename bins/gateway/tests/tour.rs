@@ -13,6 +13,17 @@ mod support;
 use custody_test_support::{run_aws_cli, run_python};
 use support::{ADMIN_TOKEN, Stack, assert_denied};
 
+/// List the `q1` prefix (moto refuses even boto3's own signature when a query value holds
+/// `/`, so the prefix has none).
+const LIST_Q1: &[&str] = &[
+    "s3api",
+    "list-objects-v2",
+    "--bucket",
+    "reports",
+    "--prefix",
+    "q1",
+];
+
 #[test]
 fn tour_allowed_denied_revoked_verified() {
     let witness = custody_test_support::temp_dir().unwrap();
@@ -58,19 +69,7 @@ fn tour_allowed_denied_revoked_verified() {
 
     // Allowed: list and get, through moto's own signature check. (moto rejects even
     // boto3's own signature when a query value holds `/`, so the prefix has none.)
-    let out = run_aws_cli(
-        &[
-            "s3api",
-            "list-objects-v2",
-            "--bucket",
-            "reports",
-            "--prefix",
-            "q1",
-        ],
-        &env,
-        None,
-    )
-    .unwrap();
+    let out = run_aws_cli(LIST_Q1, &env, None).unwrap();
     assert!(
         out.success(),
         "list failed: {}\n{}",
@@ -127,19 +126,7 @@ fn tour_allowed_denied_revoked_verified() {
         &["grant", "revoke", id, "--reason", "task done"],
     );
     assert!(out.success(), "{}", out.stderr);
-    let out = run_aws_cli(
-        &[
-            "s3api",
-            "list-objects-v2",
-            "--bucket",
-            "reports",
-            "--prefix",
-            "q1",
-        ],
-        &env,
-        None,
-    )
-    .unwrap();
+    let out = run_aws_cli(LIST_Q1, &env, None).unwrap();
     assert_denied(&out, "AccessDenied");
     assert!(out.stderr.contains("revoked"), "{}", out.stderr);
 

@@ -420,6 +420,19 @@ pub fn verify_bin() -> PathBuf {
     exe.with_file_name("custody-verify")
 }
 
+/// Run a boto3 snippet that prints one JSON document; fail with the gateway's log if it
+/// does not run cleanly.
+pub fn python_json(code: &str, env: &AwsEnv, gateway: &Gateway) -> serde_json::Value {
+    let out = custody_test_support::run_python(code, env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.success(),
+        "boto3 failed: {}\n{}",
+        out.stderr,
+        gateway.server_log()
+    );
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
 pub fn assert_denied(out: &ProcOutput, code: &str) {
     assert!(
         !out.success(),
