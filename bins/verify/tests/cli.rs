@@ -35,6 +35,7 @@ fn decision(n: u64, identity: &str, task: &str, allowed: bool) -> EntryBody {
             actions: vec![ActionRequest {
                 action: "s3:GetObject".into(),
                 resources: vec!["arn:aws:s3:::b/k".into()],
+                named_explicitly: false,
             }],
             ..Default::default()
         },

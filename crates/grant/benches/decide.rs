@@ -72,6 +72,7 @@ fn request(action: &str, resource: &str) -> AccessRequest {
         actions: vec![ActionRequest {
             action: action.to_owned(),
             resources: vec![resource.to_owned()],
+            named_explicitly: false,
         }],
         region: Some("eu-west-1".to_owned()),
         source_ip: Some("10.1.2.3".parse().unwrap()),
@@ -95,6 +96,7 @@ fn bench(c: &mut Criterion) {
         ActionRequest {
             action: "s3:GetObject".to_owned(),
             resources: vec!["arn:aws:s3:::bucket-17/reports/a.csv".to_owned()],
+            named_explicitly: false,
         },
     );
     assert!(decide(&one, &get, now).allowed);

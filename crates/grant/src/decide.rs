@@ -35,6 +35,12 @@ pub struct ActionRequest {
     pub action: String,
     /// Resource ARNs; `*` for an action without a resource. Empty is read as `["*"]`.
     pub resources: Vec<String>,
+    /// Covered only when the scope names the action literally, as for
+    /// [`CREDENTIAL_MINTING_ACTIONS`]: set by a caller that knows the request mints
+    /// credentials or tokens although its action is not on that list (an EKS token
+    /// presign, an SSM session).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub named_explicitly: bool,
 }
 
 /// Actions that mint credentials or tokens: a grant covers them only by naming them
@@ -165,7 +171,7 @@ fn evaluate_scope(
                 &owned
             }
         };
-        let explicit_only = CREDENTIAL_MINTING_ACTIONS.contains(&folded);
+        let explicit_only = wanted.named_explicitly || CREDENTIAL_MINTING_ACTIONS.contains(&folded);
         let pair = |ri: usize, text: &str, missing: &mut Option<Reason>, by: &mut Vec<_>| {
             check_pair(
                 statements,

@@ -64,6 +64,7 @@
 //!     actions: vec![ActionRequest {
 //!         action: "s3:GetObject".into(),
 //!         resources: vec!["arn:aws:s3:::reports/2025-12.csv".into()],
+//!         named_explicitly: false,
 //!     }],
 //!     region: Some("eu-west-1".into()),
 //!     ..AccessRequest::default()

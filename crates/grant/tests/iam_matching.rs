@@ -513,3 +513,24 @@ fn time_window_closes() {
         "allow: allowed by statement `Late`"
     );
 }
+
+#[test]
+fn a_request_flagged_named_explicitly_needs_the_literal_action() {
+    // The caller (the proxy's classifier) knows this call mints a token although its
+    // action is not on custody-grant's list: a wildcard must not cover it.
+    let mut req = request(&[("ssm:StartSession", &["*"])]);
+    req.actions[0].named_explicitly = true;
+    let wildcard =
+        grant_json(r#"{"Statement":[{"Effect":"Allow","Action":"ssm:*","Resource":"*"}]}"#);
+    assert_eq!(
+        decide(&wildcard, &req, NOW).to_string(),
+        "deny: `ssm:StartSession` on `*` mints credentials and must be named explicitly in the scope, not through a wildcard"
+    );
+    let named = grant_json(
+        r#"{"Statement":[{"Effect":"Allow","Action":"ssm:StartSession","Resource":"*"}]}"#,
+    );
+    assert!(decide(&named, &req, NOW).allowed);
+    // Unflagged, the wildcard covers it as IAM would.
+    req.actions[0].named_explicitly = false;
+    assert!(decide(&wildcard, &req, NOW).allowed);
+}

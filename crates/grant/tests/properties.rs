@@ -115,7 +115,11 @@ fn access_request() -> impl Strategy<Value = AccessRequest> {
         .prop_map(|(actions, region, ip, prefix, used)| AccessRequest {
             actions: actions
                 .into_iter()
-                .map(|(action, resources)| ActionRequest { action, resources })
+                .map(|(action, resources)| ActionRequest {
+                    action,
+                    resources,
+                    named_explicitly: false,
+                })
                 .collect(),
             region,
             source_ip: ip.map(|ip| ip.parse().unwrap()),

@@ -97,6 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                         "arn:aws:s3:::reports/2026/q{}/report-{i}.pdf",
                                         i % 4 + 1
                                     )],
+                                    named_explicitly: false,
                                 }],
                                 region: Some("us-east-1".into()),
                                 source_ip: "10.0.0.7".parse().ok(),

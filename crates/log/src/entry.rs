@@ -342,6 +342,7 @@ mod tests {
                     actions: vec![custody_grant::ActionRequest {
                         action: "s3:GetObject".into(),
                         resources: vec!["arn:aws:s3:::b/k".into()],
+                        named_explicitly: false,
                     }],
                     region: Some("us-east-1".into()),
                     ..Default::default()

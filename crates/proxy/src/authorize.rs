@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use custody_grant::{AccessRequest, ActionRequest, Grant, decide};
+use custody_grant::{AccessRequest, ActionRequest, decide};
 use http::{Request, Response};
 
 use crate::stage::{Inner, stage};
@@ -63,6 +63,9 @@ async fn authorize<S: Inner>(
             .map(|a| ActionRequest {
                 action: a.action.clone(),
                 resources: a.resources.clone(),
+                // The classifier knows minting calls custody-grant's list does not name
+                // (an EKS token presign, an SSM session): those need naming too.
+                named_explicitly: class.mints_credentials,
             })
             .collect(),
         region: Some(verified.region.clone()),
@@ -70,7 +73,6 @@ async fn authorize<S: Inner>(
         context: class.context.clone(),
         requests_so_far,
     };
-    let mints = class.mints_credentials;
     let now = time::OffsetDateTime::from(shared.clock.now());
     let decision = decide(&grant, &access, now);
     ctx.access = Some(access);
@@ -103,18 +105,6 @@ async fn authorize<S: Inner>(
         )
         .await);
     }
-    if mints && let Some(action) = unnamed_minting_action(&grant, ctx.access.as_ref()) {
-        let message = format!(
-            "grant `{}` does not name `{action}` explicitly; calls that mint credentials need it named, wildcards do not count",
-            grant.id.as_str()
-        );
-        return Ok(refuse(
-            &shared,
-            ctx,
-            Refusal::new(RefusalKind::AccessDenied, message),
-        )
-        .await);
-    }
     ctx.reason = Some(decision.reason.to_string());
     req.extensions_mut().insert(ctx);
     inner.call(req).await
@@ -135,31 +125,4 @@ fn describe(access: Option<&AccessRequest>) -> String {
     } else {
         parts.join(" and ")
     }
-}
-
-/// The first action of a credential-minting request that no `Allow` statement of the
-/// grant names literally (case-insensitive, no wildcard).
-fn unnamed_minting_action(grant: &Grant, access: Option<&AccessRequest>) -> Option<String> {
-    let scope = serde_json::to_value(&grant.scope).ok()?;
-    let statements = match &scope["Statement"] {
-        serde_json::Value::Array(a) => a.clone(),
-        other => vec![other.clone()],
-    };
-    let named = |action: &str| {
-        statements.iter().any(|s| {
-            s["Effect"] == "Allow"
-                && match &s["Action"] {
-                    serde_json::Value::String(a) => a.eq_ignore_ascii_case(action),
-                    serde_json::Value::Array(list) => list
-                        .iter()
-                        .any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(action))),
-                    _ => false,
-                }
-        })
-    };
-    access?
-        .actions
-        .iter()
-        .find(|a| !named(&a.action))
-        .map(|a| a.action.clone())
 }

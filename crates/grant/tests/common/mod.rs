@@ -50,6 +50,7 @@ pub fn request(pairs: &[(&str, &[&str])]) -> AccessRequest {
             .map(|(action, resources)| ActionRequest {
                 action: (*action).to_owned(),
                 resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+                named_explicitly: false,
             })
             .collect(),
         region: Some("eu-west-1".to_owned()),

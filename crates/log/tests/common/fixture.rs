@@ -73,6 +73,7 @@ pub fn decision(
             actions: vec![ActionRequest {
                 action: action.into(),
                 resources: vec![resource.into()],
+                named_explicitly: false,
             }],
             region: Some("us-east-1".into()),
             source_ip: Some("127.0.0.1".parse().unwrap()),
