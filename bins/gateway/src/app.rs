@@ -838,7 +838,7 @@ pub async fn start(
             }
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ClientAddr(remote.0));
-            let req = Request::from_parts(parts, custody_proxy::body::boxed(body));
+            let req = Request::from_parts(parts, custody_proxy::body::ProxyBody::new(body));
             match service.oneshot(req).await {
                 Ok(resp) => resp,
                 Err(never) => match never {},

@@ -191,7 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     parts.extensions.insert(ClientAddr(remote));
                     service.oneshot(http::Request::from_parts(
                         parts,
-                        custody_proxy::body::boxed(body),
+                        custody_proxy::body::ProxyBody::new(body),
                     ))
                 });
             let io = hyper_util::rt::TokioIo::new(stream);

@@ -75,15 +75,6 @@ pub fn empty() -> ProxyBody {
     full(Bytes::new())
 }
 
-/// Box any body into a [`ProxyBody`].
-pub fn boxed<B>(body: B) -> ProxyBody
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    ProxyBody::new(body)
-}
-
 pin_project_lite::pin_project! {
     /// Counts the data bytes that pass through it into a shared counter.
     pub struct CountingBody<B> {

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::body::{ProxyBody, boxed};
+use crate::body::ProxyBody;
 use crate::error::{Refusal, RefusalKind};
 use crate::seams::BoxFuture;
 
@@ -91,7 +91,7 @@ impl tower::Service<Request<ProxyBody>> for Forward {
                     format!("upstream request failed: {e}"),
                 )
             })?;
-            Ok(response.map(boxed))
+            Ok(response.map(ProxyBody::new))
         })
     }
 }

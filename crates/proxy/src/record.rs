@@ -87,7 +87,7 @@ async fn record<S: Inner>(
     }
     Ok(Response::from_parts(
         parts,
-        crate::body::boxed(OutcomeBody::new(body, state)),
+        ProxyBody::new(OutcomeBody::new(body, state)),
     ))
 }
 

@@ -154,8 +154,8 @@ async fn prepare(
     let body = match resigned.chunk_resigner {
         // Buffered and checked whole by the authenticate layer, nothing to re-frame: send
         // the bytes as they are rather than hashing them a second time.
-        None if ctx.body_verified => crate::body::boxed(CountingBody::new(body, bytes_in.0)),
-        resigner => crate::body::boxed(CountingBody::new(
+        None if ctx.body_verified => ProxyBody::new(CountingBody::new(body, bytes_in.0)),
+        resigner => ProxyBody::new(CountingBody::new(
             ResignedBody {
                 inner: body,
                 forward: ForwardBody::new(verified, resigner),
