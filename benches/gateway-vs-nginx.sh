@@ -15,8 +15,10 @@
 # Knobs (environment): DURATION (s per point, 5), WARMUP (s, 1), GET_CONC ("1 8 32 128"),
 # PUT_CONC ("1 8 32"), UPLOAD_BYTES (1073741824), HOLD_CONNS (1000), PIN (1 = loadgen on
 # CPU 1, servers on CPU 0), KEEP (1 = keep the work dir), RESULTS (copy results here),
-# SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only),
-# GEN_THREADS (generator threads, 1).
+# SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only,
+# at PROFILE_CONC connections, 8), SERVE (1 = start everything, write $WORK/env.sh, wait),
+# GEN_THREADS (generator threads, 1), GW_ENV (extra VAR=value words for the gateways'
+# environment, e.g. "TOKIO_WORKER_THREADS=1").
 # Traffic stays on 127.0.0.1. Not part of CI.
 set -euo pipefail
 
@@ -149,7 +151,8 @@ http {
 EOF
 "${SRV[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" -g 'daemon off;' \
     2>>"$WORK/nginx/error.log" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 wait_port "$UP_PORT" nginx
 wait_port "$PROXY_PORT" "nginx proxy"
 
@@ -211,7 +214,7 @@ approvals_required = 0
 EOF
     env -i PATH="$PATH" HOME="$WORK" RUST_LOG=info \
         AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true \
-        AWS_ACCESS_KEY_ID="$GW_AKID_STS" AWS_SECRET_ACCESS_KEY="$GW_SECRET_STS" \
+        AWS_ACCESS_KEY_ID="$GW_AKID_STS" AWS_SECRET_ACCESS_KEY="$GW_SECRET_STS" ${GW_ENV:-} \
         "${SRV[@]}" "$GATEWAY" serve --config "$conf" >"$WORK/$name.log" 2>&1 &
     GW_PIDS[$name]=$!
     PIDS+=("$!")
@@ -249,18 +252,31 @@ check "127.0.0.1:$PROXY_PORT"
 check "127.0.0.1:$AGENT_PORT"
 check "127.0.0.1:${GW_AGENT[gw-tmpfs]}" --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
 
+# --- SERVE=1: leave everything running for experiments (strace, perf, ...) until killed --
+if [[ "${SERVE:-0}" == 1 ]]; then
+    cat >"$WORK/env.sh" <<EOF
+export LOADGEN=$LOADGEN UPSTREAM=127.0.0.1:$UP_PORT NGINX_PROXY=127.0.0.1:$PROXY_PORT NGINX_PID=$NGINX_PID
+export GW=127.0.0.1:$AGENT_PORT GW_PID=$GW_PID GW_ADMIN=127.0.0.1:$ADMIN_PORT
+export GW_TMPFS=127.0.0.1:${GW_AGENT[gw-tmpfs]} GW_TMPFS_PID=${GW_PIDS[gw-tmpfs]} GW_TMPFS_ADMIN=127.0.0.1:${GW_ADMIN[gw-tmpfs]}
+export LOADGEN_ACCESS_KEY_ID=${GW_AKID[gateway]} LOADGEN_SECRET_ACCESS_KEY=${GW_SECRET_KEY[gateway]}
+export GW_TMPFS_AKID=${GW_AKID[gw-tmpfs]} GW_TMPFS_SECRET=${GW_SECRET_KEY[gw-tmpfs]}
+EOF
+    say "serving; source $WORK/env.sh (gw-tmpfs needs --access-key-id \$GW_TMPFS_AKID --secret-access-key \$GW_TMPFS_SECRET); Ctrl-C stops"
+    while sleep 3600; do :; done
+fi
+
 # --- PROFILE=1: where the gateway's time goes (perf, software cpu-clock), then stop -----
 if [[ "${PROFILE:-0}" == 1 ]]; then
     TMPFS_PID="${GW_PIDS[gw-tmpfs]}"
     for op in get put; do
         path=/bench/small.bin
         [[ "$op" == put ]] && path=/bench/put-1mib.bin
-        say "profiling gw-tmpfs ($op, 8 connections, ${DURATION}s)"
+        say "profiling gw-tmpfs ($op, ${PROFILE_CONC:-8} connections, ${DURATION}s)"
         perf record -e cpu-clock -F 1999 --call-graph dwarf,32768 -p "$TMPFS_PID" -o "$WORK/perf-$op.data" \
             -- sleep "$DURATION" >/dev/null 2>&1 &
         PERF_PID=$!
         "${GEN[@]}" "$LOADGEN" run --addr "127.0.0.1:${GW_AGENT[gw-tmpfs]}" --path "$path" --method "$op" \
-            --concurrency 8 --duration "$DURATION" --warmup 0 --label "$op" \
+            --concurrency "${PROFILE_CONC:-8}" --duration "$DURATION" --warmup 0 --label "$op" \
             --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
         wait "$PERF_PID" || true
         perf report -i "$WORK/perf-$op.data" --no-children --stdio -g none --percent-limit 0.7 \
@@ -279,21 +295,40 @@ metric() {  # admin port -> sum and count of custody_log_append_seconds
     curl -s "http://127.0.0.1:$1/metrics" |
         awk '/^custody_log_append_seconds_sum/ {s=$2} /^custody_log_append_seconds_count/ {c=$2} END {printf "%s %s\n", s+0, c+0}'
 }
-point() {  # op conc path name addr admin_port [extra loadgen args]
-    local op=$1 conc=$2 path=$3 name=$4 addr=$5 admin=$6
-    shift 6
-    local before="0 0" after="0 0" line
+# CPU time (user + system, clock ticks) of the processes serving a path: the gateway's
+# process, or all of nginx's (for the nginx path the report takes the direct path's figure
+# off, since the same nginx is the upstream). Steadier than wall-clock rates on a shared
+# machine: it counts only what the server itself spent.
+cpu_ticks() {  # pid... -> ticks
+    local total=0 pid t
+    for pid in "$@"; do
+        t="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')"
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
+point() {  # op conc path name addr admin_port "server pids" [extra loadgen args]
+    local op=$1 conc=$2 path=$3 name=$4 addr=$5 admin=$6 pids=$7
+    shift 7
+    local before="0 0" after="0 0" line cpu0 cpu1
     if [[ -n "$admin" ]]; then before="$(metric "$admin")"; fi
+    # shellcheck disable=SC2086
+    cpu0="$(cpu_ticks $pids)"
     line="$("${GEN[@]}" "$LOADGEN" run --addr "$addr" --path "$path" --method "$op" --threads "$GEN_THREADS" \
         --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" --label "$op" "$@")"
+    # shellcheck disable=SC2086
+    cpu1="$(cpu_ticks $pids)"
     if [[ -n "$admin" ]]; then after="$(metric "$admin")"; fi
-    python3 - "$line" "$before" "$after" "$name" >>"$RESULTS_FILE" <<'EOF'
+    python3 - "$line" "$before" "$after" "$name" "$((cpu1 - cpu0))" "$(getconf CLK_TCK)" >>"$RESULTS_FILE" <<'EOF'
 import json, sys
 d = json.loads(sys.argv[1])
 (s0, c0), (s1, c1) = (map(float, a.split()) for a in sys.argv[2:4])
 d["path"] = sys.argv[4]
 d["log_appends"] = c1 - c0
 d["log_append_mean_us"] = (s1 - s0) / (c1 - c0) * 1e6 if c1 > c0 else None
+sent = d.get("sent_incl_warmup") or 0
+d["server_cpu_us_per_req"] = int(sys.argv[5]) / int(sys.argv[6]) * 1e6 / sent if sent else None
 print(json.dumps(d))
 EOF
 }
@@ -301,10 +336,10 @@ run_matrix() {  # op path "conc list"
     local op=$1 path=$2 conc
     for conc in $3; do
         say "$op c=$conc"
-        point "$op" "$conc" "$path" direct "127.0.0.1:$UP_PORT" ""
-        point "$op" "$conc" "$path" nginx "127.0.0.1:$PROXY_PORT" ""
-        point "$op" "$conc" "$path" gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT"
-        point "$op" "$conc" "$path" gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" \
+        point "$op" "$conc" "$path" direct "127.0.0.1:$UP_PORT" "" "$(nginx_pids)"
+        point "$op" "$conc" "$path" nginx "127.0.0.1:$PROXY_PORT" "" "$(nginx_pids)"
+        point "$op" "$conc" "$path" gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT" "$GW_PID"
+        point "$op" "$conc" "$path" gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" "${GW_PIDS[gw-tmpfs]}" \
             --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
     done
 }

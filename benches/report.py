@@ -27,8 +27,8 @@ for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed
         continue
     print(f"\n{title}")
     print("| conc | path | req/s | p50 | p99 | req/s vs nginx | p50 − direct | p99 − direct "
-          "| log append mean | appends per request |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| log append mean | appends per request | server CPU per request |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conc in sorted(points):
         p = points[conc]
         d, n = p.get("direct"), p.get("nginx")
@@ -47,6 +47,13 @@ for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed
             cells.append(f"{mean:.0f} µs" if mean is not None else "")
             sent = x.get("sent_incl_warmup") or 0
             cells.append(f"{x['log_appends'] / sent:.2f}" if mean is not None and sent else "")
+            # The proxy's own CPU per request: the gateway process's; for nginx, the nginx
+            # path's figure minus the direct path's (the same nginx is the upstream).
+            cpu = x.get("server_cpu_us_per_req")
+            dcpu = d.get("server_cpu_us_per_req") if d else None
+            if name == "nginx":
+                cpu = cpu - dcpu if cpu is not None and dcpu is not None else None
+            cells.append(f"{cpu:.0f} µs" if cpu is not None else "")
             print("| " + " | ".join(cells) + " |")
     errs = [(r["path"], r["concurrency"], r["errors"], r["first_error"]) for r in rows
             if r["label"] == op and r["errors"]]

@@ -97,10 +97,11 @@ impl LogSink for LogAdapter {
         self.append(body)
     }
 
-    fn record_outcome(&self, r: OutcomeRecord) -> BoxFuture<'static, Result<u64, SinkError>> {
+    fn record_outcome(&self, r: OutcomeRecord) {
         self.metrics
             .upstream_latency
             .observe(r.latency_us as f64 / 1e6);
+        let decision_seq = r.decision_seq;
         let body = EntryBody::RequestOutcome(RequestOutcome {
             request_id: r.request_id,
             decision_seq: r.decision_seq,
@@ -110,7 +111,13 @@ impl LogSink for LogAdapter {
             upstream_request_id: r.upstream_request_id,
             latency_us: r.latency_us,
         });
-        self.append(body)
+        // Nothing waits on an outcome: it rides the next decision's group commit (at the
+        // latest `log.outcome_max_delay_ms` later). A later write failure fails the log,
+        // which /readyz and every following request see.
+        if let Err(e) = self.log.append_deferred(body) {
+            self.metrics.log_failures.inc();
+            tracing::error!(error = %e, decision_seq, "could not record request outcome");
+        }
     }
 }
 

@@ -107,6 +107,9 @@ pub struct LogSection {
     pub heartbeat_interval_ms: u64,
     /// Rotate segments at this size.
     pub segment_max_bytes: u64,
+    /// A request's outcome entry (written after its response) waits at most this long to
+    /// share the next decision's group commit before it is written on its own.
+    pub outcome_max_delay_ms: u64,
     /// Also copy every checkpoint into this directory (mount something the gateway host
     /// cannot rewrite, e.g. a bucket with Object Lock).
     pub checkpoint_copy_dir: Option<PathBuf>,
@@ -268,6 +271,7 @@ impl Default for LogSection {
             checkpoint_interval_ms: 1000,
             heartbeat_interval_ms: 60_000,
             segment_max_bytes: 64 << 20,
+            outcome_max_delay_ms: 5,
             checkpoint_copy_dir: None,
         }
     }
@@ -354,6 +358,12 @@ impl Config {
             return Err(invalid(
                 "log.checkpoint_every_entries",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.log.outcome_max_delay_ms > 60_000 {
+            return Err(invalid(
+                "log.outcome_max_delay_ms",
+                "must be at most 60000 (outcomes would stay unwritten too long)".into(),
             ));
         }
         let mut names = std::collections::BTreeSet::new();

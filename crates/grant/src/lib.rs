@@ -106,7 +106,10 @@ pub use grant::{
 pub use scope::{
     Condition, Effect, PolicyTooLarge, SESSION_POLICY_LIMIT, Scope, ScopeError, Statement,
 };
-pub use store::{FileGrantStore, GrantFilter, GrantStore, StoreError, USE_RESERVATION};
+pub use store::{
+    FileGrantStore, GrantFilter, GrantStore, StoreError, USE_RESERVATION, USE_RESERVATION_MAX,
+    use_reservation,
+};
 
 /// RFC 3339 text for messages (falls back to the default format, which cannot fail).
 pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {

@@ -18,6 +18,7 @@ use common::NOW;
 use custody_grant::{
     AgentSecret, ApprovalPolicy, FileGrantStore, Grant, GrantError, GrantFilter, GrantRequest,
     GrantStatus, GrantStore, IssuedGrant, Limits, Scope, StoreError, Task, USE_RESERVATION,
+    USE_RESERVATION_MAX, use_reservation,
 };
 use time::Duration;
 
@@ -359,8 +360,38 @@ fn record_use_counts_across_threads_and_restarts() {
     let store = FileGrantStore::open(&path).unwrap();
     let after_crash = store.uses(&g.id).unwrap();
     assert!(
-        (402..=402 + USE_RESERVATION).contains(&after_crash),
+        (402..=402 + use_reservation(g.request_budget)).contains(&after_crash),
         "{after_crash}"
+    );
+}
+
+#[test]
+fn reservations_scale_with_the_budget() {
+    assert_eq!(use_reservation(Some(100)), USE_RESERVATION);
+    assert_eq!(use_reservation(Some(64_000)), 1_000);
+    assert_eq!(use_reservation(Some(u64::MAX)), USE_RESERVATION_MAX);
+    assert_eq!(use_reservation(None), USE_RESERVATION_MAX);
+
+    // A big budget: counts are written rarely, and a crash loses at most 1/64 of it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.json");
+    let store = FileGrantStore::open(&path).unwrap();
+    let mut issued = issue(0, &[], "T-1");
+    issued.grant.request_budget = Some(64_000);
+    let g = create(&store, issued);
+    let written = || std::fs::read(&path).unwrap();
+    store.record_use(&g.id).unwrap();
+    let first = written();
+    for _ in 1..900 {
+        store.record_use(&g.id).unwrap();
+    }
+    assert_eq!(written(), first, "900 uses fit in one reservation of 1000");
+    std::mem::forget(store);
+    let store = FileGrantStore::open(&path).unwrap();
+    assert_eq!(
+        store.uses(&g.id).unwrap(),
+        1_001,
+        "restarts from the reservation"
     );
 }
 

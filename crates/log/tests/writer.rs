@@ -210,3 +210,90 @@ fn checkpoints_are_copied_and_serve_as_trusted_checkpoints() {
     let r = custody_log::verify::verify_dir(dir.path(), &opts).unwrap();
     assert!(r.findings.is_empty(), "{:#?}", r.findings);
 }
+
+/// The `decision_seq` of each outcome line, in log order.
+fn outcome_tags(dir: &std::path::Path) -> Vec<u64> {
+    lines(dir)
+        .iter()
+        .filter_map(|l| match Entry::decode(l.as_bytes()).unwrap().body {
+            EntryBody::RequestOutcome(o) => Some(o.decision_seq),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn deferred_appends_ride_the_next_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_every_entries = 1000;
+    // Long enough that only the urgent append can be what writes them.
+    cfg.deferred_max_delay = std::time::Duration::from_secs(3600);
+    let log = Log::open(cfg, key()).unwrap();
+    let before = log.stats();
+    log.append_deferred(outcome(1)).unwrap();
+    log.append_deferred(outcome(2)).unwrap();
+    let urgent = log.append(outcome(3)).unwrap();
+    let after = log.stats();
+    // One group commit wrote all three, in queue order.
+    assert_eq!(after.syncs - before.syncs, 1);
+    assert_eq!(after.appends - before.appends, 3);
+    assert_eq!(urgent.seq, 3);
+    assert_eq!(outcome_tags(dir.path()), [1, 2, 3]);
+    log.close().unwrap();
+}
+
+#[test]
+fn a_deferred_append_is_written_on_its_own_when_nothing_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.deferred_max_delay = std::time::Duration::from_millis(5);
+    let log = Log::open(cfg, key()).unwrap();
+    let before = log.stats().appends;
+    log.append_deferred(outcome(7)).unwrap();
+    // No other append and no close: only the deadline can write it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.stats().appends == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deferred entry was never written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(outcome_tags(dir.path()), [7]);
+    // And again after the writer has gone idle (first deferred append wakes it).
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    log.append_deferred(outcome(8)).unwrap();
+    while log.stats().appends == before + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deferred entry after idle was never written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(outcome_tags(dir.path()), [7, 8]);
+    log.close().unwrap();
+}
+
+#[test]
+fn close_writes_pending_deferred_appends_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.deferred_max_delay = std::time::Duration::from_secs(3600);
+    let log = Log::open(cfg, key()).unwrap();
+    for i in 0..5 {
+        log.append_deferred(outcome(i)).unwrap();
+    }
+    let cp = log.close().unwrap();
+    assert_eq!(outcome_tags(dir.path()), [0, 1, 2, 3, 4]);
+    let all = lines(dir.path());
+    assert_eq!(cp.checkpoint.size, all.len() as u64);
+    assert!(matches!(
+        Entry::decode(all.last().unwrap().as_bytes()).unwrap().body,
+        EntryBody::GatewayStopped { .. }
+    ));
+    assert!(matches!(
+        log.append_deferred(outcome(9)),
+        Err(custody_log::LogError::Closed)
+    ));
+}

@@ -137,16 +137,9 @@ impl OutcomeState {
         record.bytes_out = bytes_out;
         record.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         record.error = error;
-        let fut = self.sink.record_outcome(record);
         // The response is already on its way; the outcome is evidence, not a gate. A
         // failed append shows up in the sink's health (and so in /readyz).
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = fut.await {
-                    tracing::error!(error = %e, "could not record request outcome");
-                }
-            });
-        }
+        self.sink.record_outcome(record);
     }
 }
 

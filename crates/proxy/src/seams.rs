@@ -110,8 +110,11 @@ pub trait LogSink: Send + Sync {
     fn record_decision(&self, record: DecisionRecord)
     -> BoxFuture<'static, Result<u64, SinkError>>;
 
-    /// Append an outcome; resolves once durable.
-    fn record_outcome(&self, record: OutcomeRecord) -> BoxFuture<'static, Result<u64, SinkError>>;
+    /// Queue an outcome. Called when the response has ended (so nothing waits on it) from
+    /// inside a body's poll or drop: it must return at once, never block on I/O. The sink
+    /// makes it durable soon after (e.g. with its next group commit) and reports a failure
+    /// through its own health, which fails the gateway closed.
+    fn record_outcome(&self, record: OutcomeRecord);
 }
 
 /// Why scoped credentials could not be had. The proxy answers 503 and forwards nothing.

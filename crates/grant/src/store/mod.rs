@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::credentials::{AccessKeyId, AgentSecret, GrantId};
 use crate::grant::{Grant, GrantError, GrantStatus};
 
-pub use file::{FileGrantStore, USE_RESERVATION};
+pub use file::{FileGrantStore, USE_RESERVATION, USE_RESERVATION_MAX, use_reservation};
 
 /// Storage for grants and their secrets.
 ///

@@ -206,30 +206,56 @@ impl Writer {
 
     pub(super) fn run(mut self, shared: &Shared) {
         let mut batch: Vec<Item> = Vec::new();
+        // While lingering (after a batch), deferred appends are queued without a wake-up
+        // and taken at the latest when this passes.
+        let mut linger_until = Instant::now();
         loop {
             {
                 let mut q = lock(&shared.queue);
-                while q.items.is_empty() {
-                    let wait = self.next_deadline();
+                let take = loop {
+                    let now = Instant::now();
+                    let lingering = q.lingering && now < linger_until;
+                    if q.urgent > 0 || (!q.items.is_empty() && !lingering) {
+                        break true;
+                    }
+                    if !lingering {
+                        // Nothing queued and the lingering time is over: from now on
+                        // the first deferred append wakes us.
+                        q.lingering = false;
+                    }
+                    let mut wait = self.next_deadline();
+                    if lingering {
+                        wait = wait.min(linger_until - now);
+                    }
                     let (guard, timeout) = shared
                         .wake
                         .wait_timeout(q, wait)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     q = guard;
-                    if timeout.timed_out() && q.items.is_empty() {
-                        break;
+                    if timeout.timed_out() {
+                        // Checkpoint due, or lingering over: decide once more, then
+                        // give the timed checkpoint its turn.
+                        let lingering = q.lingering && Instant::now() < linger_until;
+                        break q.urgent > 0 || (!q.items.is_empty() && !lingering);
                     }
+                };
+                if take {
+                    batch.extend(q.items.drain(..));
+                    q.urgent = 0;
+                    q.lingering = self.cfg.deferred_max_delay > Duration::ZERO;
                 }
-                batch.extend(q.items.drain(..));
             }
-            let closing = self.process(&mut batch, shared);
-            if closing {
-                // Fail anything that raced in after the close.
-                let rest: Vec<Item> = lock(&shared.queue).items.drain(..).collect();
-                for item in rest {
-                    item.reply.fail(LogError::Closed);
+            if !batch.is_empty() {
+                let closing = self.process(&mut batch, shared);
+                if closing {
+                    // Fail anything that raced in after the close.
+                    let rest: Vec<Item> = lock(&shared.queue).items.drain(..).collect();
+                    for item in rest {
+                        item.reply.fail(LogError::Closed);
+                    }
+                    return;
                 }
-                return;
+                linger_until = Instant::now() + self.cfg.deferred_max_delay;
             }
             if self.failed.is_none()
                 && let Err(e) = self.timed_checkpoint()

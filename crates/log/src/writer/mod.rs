@@ -6,6 +6,12 @@
 //! one `fdatasync`, then wakes every caller in the batch. While it syncs, the
 //! next batch queues up. Checkpoints are written by the same thread.
 //!
+//! Deferred appends ([`Log::append_deferred`]) are for entries nobody waits on
+//! (a request's outcome, written after the response is on its way): they do not
+//! wake the committer but ride the next batch, or are written on their own once
+//! they have waited [`LogConfig::deferred_max_delay`]. Under load that halves the
+//! hand-offs and syncs per request; when idle it costs one late write.
+//!
 //! Fail closed: if a write or sync fails, the segment is cut back to the last
 //! durable length, every caller in the batch gets the error, and the log
 //! refuses all later appends (and `health` reports it) until it is reopened.
@@ -57,6 +63,9 @@ pub struct LogConfig {
     pub checkpoint_copy_dir: Option<PathBuf>,
     /// Source of entry times (tests use a fixed clock).
     pub clock: Clock,
+    /// Longest time a [`Log::append_deferred`] entry waits for a batch to ride
+    /// with before it is written on its own (zero: written at once).
+    pub deferred_max_delay: Duration,
 }
 
 /// A durable append: the entry's sequence number and leaf hash.
@@ -103,7 +112,8 @@ enum AppendFutureInner {
 
 impl LogConfig {
     /// A configuration with defaults: a checkpoint every 1000 entries or
-    /// 1 s, a heartbeat every 60 s, 64 MiB segments, the system clock.
+    /// 1 s, a heartbeat every 60 s, 64 MiB segments, the system clock,
+    /// deferred entries written within 5 ms.
     pub fn new(dir: impl Into<PathBuf>, origin: impl Into<String>) -> Self {
         LogConfig {
             dir: dir.into(),
@@ -114,6 +124,7 @@ impl LogConfig {
             segment_max_bytes: 64 << 20,
             checkpoint_copy_dir: None,
             clock: system_clock(),
+            deferred_max_delay: Duration::from_millis(5),
         }
     }
 }
@@ -128,6 +139,7 @@ impl fmt::Debug for LogConfig {
             .field("heartbeat_every", &self.heartbeat_every)
             .field("segment_max_bytes", &self.segment_max_bytes)
             .field("checkpoint_copy_dir", &self.checkpoint_copy_dir)
+            .field("deferred_max_delay", &self.deferred_max_delay)
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +220,20 @@ impl Log {
         slot.wait()
     }
 
+    /// Queues an entry that nothing waits on and returns at once: it is
+    /// written with the next group commit, or on its own within
+    /// [`LogConfig::deferred_max_delay`], and always before a later
+    /// [`Log::close`] completes. An error here means it was not queued; a
+    /// failure to write it later fails the log like any other (see
+    /// [`Log::health`]).
+    pub fn append_deferred(&self, body: EntryBody) -> Result<(), LogError> {
+        let encoded = body.encode()?;
+        self.enqueue(Item {
+            op: Op::Append(encoded),
+            reply: Reply::Deferred,
+        })
+    }
+
     /// Like [`Log::append`] but never blocks the calling thread on I/O: the
     /// returned future is woken by the committer thread.
     pub fn append_async(&self, body: EntryBody) -> AppendFuture {
@@ -268,26 +294,39 @@ impl Log {
         Slot<T>: IntoReply,
     {
         let slot = Arc::new(Slot::<T>::new());
+        self.enqueue(Item {
+            op: make,
+            reply: Slot::<T>::reply(&slot),
+        })?;
+        Ok(slot)
+    }
+
+    fn enqueue(&self, item: Item) -> Result<(), LogError> {
         let mut q = lock(&self.shared.queue);
         if q.closed {
             return Err(LogError::Closed);
         }
-        if matches!(make, Op::Close) {
+        if matches!(item.op, Op::Close) {
             q.closed = true;
         }
-        // The committer drains the whole queue under this lock and sleeps only while it
-        // is empty, so only the push that makes it non-empty needs to wake it: later pushes
-        // ride the same batch without a futex hand-off each.
-        let was_empty = q.items.is_empty();
-        q.items.push_back(Item {
-            op: make,
-            reply: Slot::<T>::reply(&slot),
-        });
+        // The committer drains the whole queue under this lock and sleeps until an
+        // urgent item is queued (or, when not lingering after a batch, any item), so only
+        // the push that changes that needs to wake it: later pushes ride the same batch
+        // without a futex hand-off each.
+        let wake = if item.reply.is_deferred() {
+            q.items.is_empty() && !q.lingering
+        } else {
+            q.urgent == 0
+        };
+        if !item.reply.is_deferred() {
+            q.urgent += 1;
+        }
+        q.items.push_back(item);
         drop(q);
-        if was_empty {
+        if wake {
             self.shared.wake.notify_one();
         }
-        Ok(slot)
+        Ok(())
     }
 }
 
@@ -353,6 +392,11 @@ struct Shared {
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Item>,
+    /// Queued items someone waits for (all but deferred appends).
+    urgent: usize,
+    /// The committer wrote a batch less than `deferred_max_delay` ago and will
+    /// look at the queue again by then without being woken.
+    lingering: bool,
     closed: bool,
 }
 
@@ -371,6 +415,8 @@ struct Item {
 enum Reply {
     Appended(Arc<Slot<Appended>>),
     Checkpoint(Arc<Slot<SignedCheckpoint>>),
+    /// A deferred append: nobody waits; a failure shows in the log's health.
+    Deferred,
 }
 
 struct Slot<T> {
@@ -381,6 +427,9 @@ struct Slot<T> {
 struct SlotState<T> {
     result: Option<Result<T, LogError>>,
     waker: Option<Waker>,
+    /// A thread is blocked in [`Slot::wait`] (the condvar is signalled only then:
+    /// an async waiter is woken through its waker alone).
+    blocked: bool,
 }
 
 trait IntoReply {
@@ -405,18 +454,21 @@ impl<T> Slot<T> {
             state: Mutex::new(SlotState {
                 result: None,
                 waker: None,
+                blocked: false,
             }),
             done: Condvar::new(),
         }
     }
 
     fn complete(&self, r: Result<T, LogError>) {
-        let waker = {
+        let (waker, blocked) = {
             let mut st = lock(&self.state);
             st.result = Some(r);
-            st.waker.take()
+            (st.waker.take(), st.blocked)
         };
-        self.done.notify_all();
+        if blocked {
+            self.done.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -428,6 +480,7 @@ impl<T> Slot<T> {
             if let Some(r) = st.result.take() {
                 return r;
             }
+            st.blocked = true;
             st = self
                 .done
                 .wait(st)
@@ -441,7 +494,12 @@ impl Reply {
         match self {
             Reply::Appended(s) => s.complete(Err(e)),
             Reply::Checkpoint(s) => s.complete(Err(e)),
+            Reply::Deferred => {}
         }
+    }
+
+    fn is_deferred(&self) -> bool {
+        matches!(self, Reply::Deferred)
     }
 }
 
