@@ -172,6 +172,7 @@ impl Gateway {
         log_config.checkpoint_every = Duration::from_millis(config.log.checkpoint_interval_ms);
         log_config.heartbeat_every = Duration::from_millis(config.log.heartbeat_interval_ms);
         log_config.segment_max_bytes = config.log.segment_max_bytes;
+        log_config.preallocate_bytes = config.log.preallocate_bytes;
         log_config.deferred_max_delay = Duration::from_millis(config.log.outcome_max_delay_ms);
         log_config.checkpoint_copy_dir = config.log.checkpoint_copy_dir.clone();
         log_config.clock = Arc::new(move || OffsetDateTime::from(log_clock_source.now()));

@@ -107,6 +107,9 @@ pub struct LogSection {
     pub heartbeat_interval_ms: u64,
     /// Rotate segments at this size.
     pub segment_max_bytes: u64,
+    /// Grow the current segment this many zero bytes at a time, ahead of the entries
+    /// (0 = grow with each append).
+    pub preallocate_bytes: u64,
     /// A request's outcome entry (written after its response) waits at most this long to
     /// share the next decision's group commit before it is written on its own.
     pub outcome_max_delay_ms: u64,
@@ -271,6 +274,7 @@ impl Default for LogSection {
             checkpoint_interval_ms: 1000,
             heartbeat_interval_ms: 60_000,
             segment_max_bytes: 64 << 20,
+            preallocate_bytes: 1 << 20,
             outcome_max_delay_ms: 5,
             checkpoint_copy_dir: None,
         }

@@ -558,7 +558,10 @@ fn sigkill_during_a_burst_loses_no_evidence() {
 #[test]
 fn a_full_log_disk_fails_closed() {
     let moto = support::moto();
-    let mut gw = Gateway::start(&moto, |_| {});
+    // Little room held ahead, so the log runs out within a few requests of the disk.
+    let mut gw = Gateway::start(&moto, |c| {
+        *c = c.replace("[log]\n", "[log]\npreallocate_bytes = 8192\n");
+    });
     gw.kill9();
     gw.log_tmpfs = Some(4 << 20);
     // Start afresh inside a mount namespace whose log directory is a 4 MiB tmpfs.
@@ -596,8 +599,10 @@ fn a_full_log_disk_fails_closed() {
     assert_eq!(gw.admin_get("/readyz").0, 200);
 
     gw.fill_log_disk();
+    // The segment's last block may still have room for an entry or two (the disk is full
+    // to the block): write until the log refuses, which must happen within a few entries.
     let out = run_python(
-        "import boto3\nfrom botocore.config import Config\ns3 = boto3.client('s3', config=Config(retries={'max_attempts': 1}))\ntry:\n    s3.put_object(Bucket='reports', Key='after-full.txt', Body=b'must not land')\n    print('forwarded')\nexcept Exception as e:\n    print(e)",
+        "import boto3\nfrom botocore.config import Config\ns3 = boto3.client('s3', config=Config(retries={'max_attempts': 1}))\nfor i in range(20):\n    try:\n        s3.put_object(Bucket='reports', Key=f'after-full-{i}.txt', Body=b'must not land')\n    except Exception as e:\n        print(f'refused after-full-{i}.txt:', e)\n        break\nelse:\n    print('forwarded all')",
         &env,
     )
     .unwrap();
@@ -607,6 +612,12 @@ fn a_full_log_disk_fails_closed() {
         out.stdout,
         out.stderr
     );
+    let refused_key = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("after-full-"))
+        .map(|w| w.trim_end_matches(':').to_owned())
+        .unwrap_or_else(|| panic!("{}", out.stdout));
     let (status, body) = gw.admin_get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("log"), "{body}");
@@ -637,7 +648,7 @@ fn a_full_log_disk_fails_closed() {
             "--bucket",
             "reports",
             "--key",
-            "after-full.txt",
+            &refused_key,
         ],
         &env,
         None,

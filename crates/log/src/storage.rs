@@ -6,6 +6,11 @@
 //! <dir>/checkpoints.jsonl   every signed checkpoint, one `{"note": ...}` per line
 //! <dir>/checkpoint          the latest signed checkpoint note (replaced atomically)
 //! ```
+//!
+//! The segment being written may end in a run of NUL bytes: space the writer allocated
+//! ahead (so that an `fdatasync` after an append flushes data only, with no file-size
+//! change to journal). A clean close or a rotation cuts it; readers ignore it
+//! ([`trim_padding`]). A NUL byte never occurs inside an entry line.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -67,6 +72,12 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> io::Result<()> {
     }
     fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
+}
+
+/// A segment's contents without the preallocated NUL padding at its end.
+pub fn trim_padding(buf: &[u8]) -> &[u8] {
+    let end = buf.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    &buf[..end]
 }
 
 /// Splits a buffer into newline-terminated lines (without the newline) and

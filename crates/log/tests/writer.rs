@@ -115,6 +115,8 @@ fn torn_tail_is_cut_and_recorded() {
     }
     let seg = dir.path().join(storage::segment_name(0));
     let mut data = std::fs::read(&seg).unwrap();
+    // Half a line right after the last entry (where the preallocated zeros were).
+    data.truncate(storage::trim_padding(&data).len());
     data.extend_from_slice(b"{\"seq\":6,\"time\":\"20");
     std::fs::write(&seg, &data).unwrap();
 
@@ -296,4 +298,130 @@ fn close_writes_pending_deferred_appends_first() {
         log.append_deferred(outcome(9)),
         Err(custody_log::LogError::Closed)
     ));
+}
+
+/// Copies every file of a log directory (a crash image while the log is open).
+fn snapshot(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn verify_ok(dir: &std::path::Path) -> custody_log::verify::Report {
+    let opts = custody_log::verify::VerifyOptions {
+        keys: vec![parse_vkey(&custody_log::vkey(ORIGIN, &key().verifying_key())).unwrap()],
+        ..Default::default()
+    };
+    let r = custody_log::verify::verify_dir(dir, &opts).unwrap();
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.severity != custody_log::verify::Severity::Failure),
+        "{:#?}",
+        r.findings
+    );
+    r
+}
+
+#[test]
+fn segments_are_preallocated_and_the_padding_is_cut_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.preallocate_bytes = 64 << 10;
+    let log = Log::open(cfg, key()).unwrap();
+    for i in 0..20 {
+        log.append(outcome(i)).unwrap();
+    }
+    let seg = dir.path().join(storage::segment_name(0));
+    let open = std::fs::read(&seg).unwrap();
+    let content = storage::trim_padding(&open).len();
+    assert!(
+        open.len() >= 64 << 10 && content < 16 << 10,
+        "{} bytes of entries in a {}-byte file",
+        content,
+        open.len()
+    );
+    assert!(open[content..].iter().all(|b| *b == 0));
+    assert_eq!(open[content - 1], b'\n');
+    // Readers see entries only, while it is open.
+    assert_eq!(lines(dir.path()).len(), 21);
+    assert_eq!(verify_ok(dir.path()).entries, 21);
+
+    // A crash image taken now reopens where the entries end, with nothing cut.
+    let image = tempfile::tempdir().unwrap();
+    snapshot(dir.path(), image.path());
+    let mut cfg2 = config(image.path());
+    cfg2.preallocate_bytes = 64 << 10;
+    let reopened = Log::open(cfg2, key()).unwrap();
+    assert_eq!(reopened.append(outcome(99)).unwrap().seq, 23);
+    reopened.close().unwrap();
+    let recovered =
+        lines(image.path())
+            .iter()
+            .find_map(|l| match Entry::decode(l.as_bytes()).unwrap().body {
+                EntryBody::Recovered { cut_bytes, .. } => Some(cut_bytes),
+                _ => None,
+            });
+    assert_eq!(recovered, Some(0), "an unclean stop, but no torn bytes");
+    let closed = std::fs::read(image.path().join(storage::segment_name(0))).unwrap();
+    assert_eq!(storage::trim_padding(&closed).len(), closed.len());
+    assert_eq!(verify_ok(image.path()).entries, 25);
+
+    log.close().unwrap();
+    let closed = std::fs::read(&seg).unwrap();
+    assert_eq!(closed.len(), storage::trim_padding(&closed).len());
+    assert_eq!(closed.last(), Some(&b'\n'));
+}
+
+#[test]
+fn a_torn_line_inside_the_padding_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path()), key()).unwrap();
+    for i in 0..3 {
+        log.append(outcome(i)).unwrap();
+    }
+    let image = tempfile::tempdir().unwrap();
+    snapshot(dir.path(), image.path());
+    log.close().unwrap();
+    // Half an entry written over the zeros, as a crash mid-write leaves it.
+    let seg = image.path().join(storage::segment_name(0));
+    let mut data = std::fs::read(&seg).unwrap();
+    let end = storage::trim_padding(&data).len();
+    data[end..end + 9].copy_from_slice(b"{\"seq\":4,");
+    std::fs::write(&seg, &data).unwrap();
+    let reopened = Log::open(config(image.path()), key()).unwrap();
+    reopened.close().unwrap();
+    let cut =
+        lines(image.path())
+            .iter()
+            .find_map(|l| match Entry::decode(l.as_bytes()).unwrap().body {
+                EntryBody::Recovered { cut_bytes, .. } => Some(cut_bytes),
+                _ => None,
+            });
+    assert_eq!(cut, Some(9));
+    verify_ok(image.path());
+}
+
+#[test]
+fn rotated_segments_hold_no_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_max_bytes = 1000;
+    cfg.preallocate_bytes = 4096;
+    let log = Log::open(cfg, key()).unwrap();
+    for i in 0..30 {
+        log.append(outcome(i)).unwrap();
+    }
+    let segs = storage::list_segments(dir.path()).unwrap();
+    assert!(segs.len() > 3, "{segs:?}");
+    for (_, p) in &segs[..segs.len() - 1] {
+        let data = std::fs::read(p).unwrap();
+        assert_eq!(data.len(), storage::trim_padding(&data).len(), "{p:?}");
+        assert!(data.len() < 1000 + 600, "{p:?}: {}", data.len());
+    }
+    log.close().unwrap();
+    verify_ok(dir.path());
 }

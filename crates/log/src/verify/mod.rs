@@ -220,7 +220,9 @@ pub fn read_dir(dir: &Path) -> Result<LogFiles, VerifyError> {
     }
     let mut files = LogFiles::default();
     for (i, p) in segs {
-        files.segments.push((storage::segment_name(i), read(&p)?));
+        let mut data = read(&p)?;
+        data.truncate(storage::trim_padding(&data).len());
+        files.segments.push((storage::segment_name(i), data));
     }
     let ck = dir.join(CHECKPOINTS_FILE);
     if ck.exists() {

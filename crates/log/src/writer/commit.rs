@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,7 +28,10 @@ pub(super) struct Writer {
     seg_index: u32,
     seg_path: PathBuf,
     seg: File,
+    /// Bytes of entries in the segment: where the next batch goes.
     seg_len: u64,
+    /// The segment file's size: entries, then preallocated zeros.
+    seg_alloc: u64,
     next_seq: u64,
     prev: Hash,
     last_time: Option<OffsetDateTime>,
@@ -57,10 +61,14 @@ impl Writer {
         let mut prev = Hash::default();
         let mut last: Option<Entry> = None;
         let mut cut: Option<(String, Vec<u8>)> = None;
+        // Bytes of entries in the last segment (without a torn tail or padding).
+        let mut last_len = 0;
         let n = segments.len();
         for (i, (_, path)) in segments.iter().enumerate() {
-            let data = fs::read(path).map_err(|e| LogError::io("read", path, &e))?;
-            let (lines, tail) = storage::split_lines(&data);
+            let file_data = fs::read(path).map_err(|e| LogError::io("read", path, &e))?;
+            let data = storage::trim_padding(&file_data);
+            let (lines, tail) = storage::split_lines(data);
+            last_len = (data.len() - tail.len()) as u64;
             for line in &lines {
                 let h = leaf_hash(line);
                 tree.push(h);
@@ -119,16 +127,20 @@ impl Writer {
         };
         let seg = OpenOptions::new()
             .create(true)
-            .append(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
             .open(&seg_path)
             .map_err(|e| LogError::io("open", &seg_path, &e))?;
         if segments.is_empty() {
             storage::sync_dir(&dir).map_err(|e| LogError::io("fsync", &dir, &e))?;
         }
-        let seg_len = seg
+        // Entries end where the padding (if any) begins; a torn tail was cut above.
+        let seg_alloc = seg
             .metadata()
             .map_err(|e| LogError::io("stat", &seg_path, &e))?
             .len();
+        let seg_len = last_len;
 
         // Checkpoints: cut a torn last line the same way; remember the size sealed.
         let ckpt_path = dir.join(CHECKPOINTS_FILE);
@@ -185,6 +197,7 @@ impl Writer {
                 seg_path,
                 seg,
                 seg_len,
+                seg_alloc,
                 next_seq: size,
                 prev,
                 last_time: last.map(|e| e.time),
@@ -325,7 +338,8 @@ impl Writer {
                 .append_internal(&EntryBody::GatewayStopped {
                     reason: "shutdown".into(),
                 })
-                .and_then(|_| self.write_checkpoint()),
+                .and_then(|_| self.write_checkpoint())
+                .and_then(|cp| self.cut_padding().map(|()| cp)),
         };
         if let Err(e) = &result {
             self.fail(shared, e.clone());
@@ -410,9 +424,12 @@ impl Writer {
         let written = if self.buf.is_empty() {
             Ok(())
         } else {
-            self.seg
-                .write_all(&self.buf)
-                .map_err(|e| LogError::io("write", &self.seg_path, &e))
+            self.preallocate(self.seg_len + self.buf.len() as u64)
+                .and_then(|()| {
+                    self.seg
+                        .write_all_at(&self.buf, self.seg_len)
+                        .map_err(|e| LogError::io("write", &self.seg_path, &e))
+                })
                 .and_then(|()| {
                     self.seg
                         .sync_data()
@@ -453,6 +470,7 @@ impl Writer {
                 // Never leave a half entry that a later append would build on.
                 let _ = self.seg.set_len(self.seg_len);
                 let _ = self.seg.sync_all();
+                self.seg_alloc = self.seg_len;
                 self.next_seq = seq0;
                 self.prev = prev0;
                 self.last_time = time0;
@@ -473,11 +491,14 @@ impl Writer {
 
     fn rotate_segment(&mut self) -> Result<(), LogError> {
         self.write_checkpoint()?;
+        // A finished segment holds entries only.
+        self.cut_padding()?;
         let next = self.seg_index + 1;
         let path = self.cfg.dir.join(storage::segment_name(next));
         let f = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(|e| LogError::io("create", &path, &e))?;
         storage::sync_dir(&self.cfg.dir).map_err(|e| LogError::io("fsync", &self.cfg.dir, &e))?;
@@ -485,6 +506,54 @@ impl Writer {
         self.seg_index = next;
         self.seg_path = path;
         self.seg_len = 0;
+        self.seg_alloc = 0;
+        Ok(())
+    }
+
+    /// Makes sure the segment file extends to at least `end`, by writing zeros
+    /// `preallocate_bytes` at a time. Written, not `fallocate`d: space allocated
+    /// but unwritten would still need a journalled extent conversion on the
+    /// first write into it. The zeros become durable with the batch's sync.
+    fn preallocate(&mut self, end: u64) -> Result<(), LogError> {
+        // Zero-initialised statics live in .bss: no 64 KiB in the binary.
+        static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+        if end <= self.seg_alloc || self.cfg.preallocate_bytes == 0 {
+            return Ok(());
+        }
+        // Never far past the rotation point: the padding is cut there anyway.
+        let target = (end + self.cfg.preallocate_bytes).min(end.max(self.cfg.segment_max_bytes));
+        let mut at = self.seg_alloc.max(self.seg_len);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64) as usize;
+            // `write_at`, not `write_all_at`: a short write near a full disk still counts.
+            let written = match self.seg.write_at(&ZEROS[..n], at) {
+                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(k) => Ok(k),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written.map(|k| at += k as u64) {
+                if at >= end {
+                    // A nearly full disk: the batch fits, the room ahead does not. Write
+                    // the batch; the next one tries again (and fails closed if it must).
+                    break;
+                }
+                return Err(LogError::io("preallocate", &self.seg_path, &e));
+            }
+        }
+        self.seg_alloc = at;
+        Ok(())
+    }
+
+    /// Cuts the preallocated zeros after the last entry (on close and rotation).
+    fn cut_padding(&mut self) -> Result<(), LogError> {
+        if self.seg_alloc > self.seg_len {
+            self.seg
+                .set_len(self.seg_len)
+                .and_then(|()| self.seg.sync_all())
+                .map_err(|e| LogError::io("truncate", &self.seg_path, &e))?;
+            self.seg_alloc = self.seg_len;
+        }
         Ok(())
     }
 

@@ -83,7 +83,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub fn lines(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for (_, p) in custody_log::storage::list_segments(dir).unwrap() {
-        let s = std::fs::read_to_string(p).unwrap();
+        let data = std::fs::read(p).unwrap();
+        let s = std::str::from_utf8(custody_log::storage::trim_padding(&data)).unwrap();
         out.extend(s.lines().map(str::to_owned));
     }
     out
