@@ -8,6 +8,12 @@ use clap::Parser;
 
 use custody_gateway::cli::{Cli, Command};
 
+/// mimalloc rather than glibc's allocator: the request path allocates and frees many
+/// short-lived buffers and boxed futures of a few KiB on two threads, where glibc spent
+/// ~13% of the gateway's CPU (much of it in `malloc_consolidate`); see docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     custody_gateway::init_tracing(matches!(cli.command, Command::Serve(_)));
