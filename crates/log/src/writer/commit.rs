@@ -240,11 +240,13 @@ impl Writer {
                     if lingering {
                         wait = wait.min(linger_until - now);
                     }
+                    q.sleeping = true;
                     let (guard, timeout) = shared
                         .wake
                         .wait_timeout(q, wait)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     q = guard;
+                    q.sleeping = false;
                     if timeout.timed_out() {
                         // Checkpoint due, or lingering over: decide once more, then
                         // give the timed checkpoint its turn.

@@ -318,15 +318,16 @@ impl Log {
             q.closed = true;
         }
         // The committer drains the whole queue under this lock and sleeps until an
-        // urgent item is queued (or, when not lingering after a batch, any item), so only
-        // the push that changes that needs to wake it: later pushes ride the same batch
-        // without a futex hand-off each.
-        let wake = if item.reply.is_deferred() {
-            q.items.is_empty() && !q.lingering
-        } else {
-            q.urgent == 0
-        };
-        if !item.reply.is_deferred() {
+        // urgent item is queued (or, when not lingering after a batch, any item). Only a
+        // push that finds it asleep wakes it (a notify is a syscall even with nobody
+        // waiting); pushes while it writes ride the next batch, which it takes before it
+        // sleeps again.
+        let deferred = item.reply.is_deferred();
+        let wake = q.sleeping && (!deferred || !q.lingering);
+        if wake {
+            q.sleeping = false;
+        }
+        if !deferred {
             q.urgent += 1;
         }
         q.items.push_back(item);
@@ -405,6 +406,8 @@ struct Queue {
     /// The committer wrote a batch less than `deferred_max_delay` ago and will
     /// look at the queue again by then without being woken.
     lingering: bool,
+    /// The committer is waiting on the condvar (and nobody has woken it yet).
+    sleeping: bool,
     closed: bool,
 }
 
