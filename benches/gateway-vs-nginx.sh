@@ -363,18 +363,19 @@ wait "$HOLD_PID" || { cat "$WORK/hold.err" >&2; exit 1; }
 sleep 2
 RSS_AFTER_HOLD="$(rss "$GW_PID" VmRSS)"
 
-upload_peak() {  # bytes payload -> "peak_kib json"
-    local line
+upload_peak() {  # bytes payload -> "peak_kib before_kib json"
+    local line before
     echo 5 >"/proc/$GW_PID/clear_refs"   # reset VmHWM to the current RSS
+    before="$(rss "$GW_PID" VmRSS)"
     line="$("${GEN[@]}" "$LOADGEN" upload --addr "127.0.0.1:$AGENT_PORT" --path /bench/upload.bin \
         --bytes "$1" --payload "$2")"
-    echo "$(rss "$GW_PID" VmHWM) $line"
+    echo "$(rss "$GW_PID" VmHWM) $before $line"
     rm -f "$SHM/www/bench/upload.bin"
 }
 say "uploads"
-read -r PEAK_64M UP_64M < <(upload_peak $((64 << 20)) sha256)
-read -r PEAK_1G UP_1G < <(upload_peak "$UPLOAD_BYTES" sha256)
-read -r PEAK_1G_U UP_1G_U < <(upload_peak "$UPLOAD_BYTES" unsigned)
+read -r PEAK_64M BEFORE_64M UP_64M < <(upload_peak $((64 << 20)) sha256)
+read -r PEAK_1G BEFORE_1G UP_1G < <(upload_peak "$UPLOAD_BYTES" sha256)
+read -r PEAK_1G_U BEFORE_1G_U UP_1G_U < <(upload_peak "$UPLOAD_BYTES" unsigned)
 PEAK_ALL="$(rss "$GW_PID" VmHWM)"
 
 # --- fsync cost on the log's disk ---------------------------------------------------------
@@ -397,9 +398,10 @@ python3 "$ROOT/benches/report.py" "$RESULTS_FILE" <<EOF
 {"rss_idle_start_kib": $RSS_IDLE_START, "rss_idle_after_load_kib": $RSS_IDLE_AFTER,
  "rss_hold_kib": $RSS_HOLD, "rss_after_hold_kib": $RSS_AFTER_HOLD,
  "hold": $(cat "$WORK/hold.json"), "hold_conns": $HOLD_CONNS,
- "peak_64m_kib": $PEAK_64M, "upload_64m": $UP_64M,
- "peak_1g_kib": $PEAK_1G, "upload_1g": $UP_1G,
- "peak_1g_unsigned_kib": $PEAK_1G_U, "upload_1g_unsigned": $UP_1G_U,
+ "peak_64m_kib": $PEAK_64M, "before_64m_kib": $BEFORE_64M, "upload_64m": $UP_64M,
+ "peak_1g_kib": $PEAK_1G, "before_1g_kib": $BEFORE_1G, "upload_1g": $UP_1G,
+ "peak_1g_unsigned_kib": $PEAK_1G_U, "before_1g_unsigned_kib": $BEFORE_1G_U,
+ "upload_1g_unsigned": $UP_1G_U,
  "peak_all_kib": $PEAK_ALL,
  "fsync_us": "$FSYNC", "duration": $DURATION, "pin": "$PIN", "gen_threads": $GEN_THREADS,
  "load_start": "$LOAD_START", "load_end": "$(cut -d' ' -f1-3 /proc/loadavg)",

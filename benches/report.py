@@ -69,11 +69,13 @@ print(f"| idle, after the load above | {mib(facts['rss_idle_after_load_kib'])} |
 print(f"| {facts['hold_conns']} open connections ({h['open']} open, {h['errors']} errors) "
       f"| {mib(facts['rss_hold_kib'])} |")
 print(f"| after they closed | {mib(facts['rss_after_hold_kib'])} |")
-for key, up, what in (("peak_64m_kib", "upload_64m", "64 MiB upload, signed SHA-256"),
-                      ("peak_1g_kib", "upload_1g", "1 GiB upload, signed SHA-256"),
-                      ("peak_1g_unsigned_kib", "upload_1g_unsigned", "1 GiB upload, UNSIGNED-PAYLOAD")):
+for key, up, what in (("64m", "upload_64m", "64 MiB upload, signed SHA-256"),
+                      ("1g", "upload_1g", "1 GiB upload, signed SHA-256"),
+                      ("1g_unsigned", "upload_1g_unsigned", "1 GiB upload, UNSIGNED-PAYLOAD")):
     u = facts[up]
-    print(f"| peak during {what} ({u['mib_per_s']:.0f} MiB/s) | {mib(facts[key])} |")
+    peak, before = facts[f"peak_{key}_kib"], facts[f"before_{key}_kib"]
+    print(f"| peak during {what} ({u['mib_per_s']:.0f} MiB/s) | {mib(peak)} "
+          f"({(peak - before) / 1024:+.1f} MiB over the {mib(before)} before it) |")
 print(f"| peak over the whole run | {mib(facts['peak_all_kib'])} |")
 p50, p99 = facts["fsync_us"].split()
 print(f"\nfdatasync of a 400-byte append on the log's disk: p50 {p50} µs, p99 {p99} µs")
