@@ -76,6 +76,6 @@ for key, up, what in (("64m", "upload_64m", "64 MiB upload, signed SHA-256"),
     peak, before = facts[f"peak_{key}_kib"], facts[f"before_{key}_kib"]
     print(f"| peak during {what} ({u['mib_per_s']:.0f} MiB/s) | {mib(peak)} "
           f"({(peak - before) / 1024:+.1f} MiB over the {mib(before)} before it) |")
-print(f"| peak over the whole run | {mib(facts['peak_all_kib'])} |")
+print(f"| VmHWM at the end (reset before the last upload) | {mib(facts['peak_all_kib'])} |")
 p50, p99 = facts["fsync_us"].split()
 print(f"\nfdatasync of a 400-byte append on the log's disk: p50 {p50} µs, p99 {p99} µs")

@@ -61,7 +61,7 @@ impl Metrics {
         );
         registry.register(
             "log_append_seconds",
-            "Durable log append latency",
+            "Time a request waits for its decision entry to be durable (deferred outcome entries are not timed)",
             log_append.clone(),
         );
         registry.register(
