@@ -664,7 +664,11 @@ fn a_full_log_disk_fails_closed() {
 
 #[test]
 fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
-    let mut stack = Stack::start();
+    // Outcomes wait up to a minute for a batch to ride: the last ones can only be written
+    // by the shutdown.
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replace("[log]\n", "[log]\noutcome_max_delay_ms = 60000\n");
+    });
     let grant = stack.gateway.request(
         ADMIN_TOKEN,
         &[
@@ -731,6 +735,25 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
     );
     let strict = stack.gateway.verify(&["--strict"]);
     assert_eq!(strict.status, 0, "{}\n{}", strict.stdout, strict.stderr);
+    // Outcome entries are deferred (they ride the next batch); the drain writes every one
+    // of them before the stop entry: each allowed decision has its outcome.
+    let outcomes: std::collections::HashSet<u64> = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_outcome")
+        .filter_map(|e| e["decision_seq"].as_u64())
+        .collect();
+    let allowed: Vec<u64> = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == true)
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert!(allowed.len() >= 2, "{allowed:?}");
+    for seq in allowed {
+        assert!(
+            outcomes.contains(&seq),
+            "allowed decision {seq} has no outcome entry"
+        );
+    }
 
     // After a restart the grant still works and decisions still cite its activation.
     stack.gateway.spawn();
