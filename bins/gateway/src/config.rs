@@ -492,4 +492,32 @@ mod tests {
             .to_string();
         assert!(msg.contains("admin.listen"), "{msg}");
     }
+
+    #[test]
+    fn log_tuning_is_read_and_bounded() {
+        let c = Config::parse(
+            "[log]\noutcome_max_delay_ms = 0\npreallocate_bytes = 0\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.log.outcome_max_delay_ms, c.log.preallocate_bytes),
+            (0, 0)
+        );
+        let d = Config::load(None).unwrap();
+        assert_eq!(
+            (d.log.outcome_max_delay_ms, d.log.preallocate_bytes),
+            (5, 1 << 20)
+        );
+        let msg = Config::parse(
+            "[log]\noutcome_max_delay_ms = 600000\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("c.toml") && msg.contains("log.outcome_max_delay_ms"),
+            "{msg}"
+        );
+    }
 }
