@@ -27,7 +27,7 @@ for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed
         continue
     print(f"\n{title}")
     print("| conc | path | req/s | p50 | p99 | req/s vs nginx | p50 − direct | p99 − direct "
-          "| log append mean | appends per request | server CPU per request |")
+          "| log append mean | awaited appends per request | server CPU per request |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for conc in sorted(points):
         p = points[conc]
