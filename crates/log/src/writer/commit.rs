@@ -46,6 +46,8 @@ pub(super) struct Writer {
     first_unsealed_at: Option<Instant>,
     failed: Option<LogError>,
     buf: Vec<u8>,
+    /// `cfg.origin` as a JSON string, as every entry line carries it.
+    origin_json: String,
 }
 
 impl Writer {
@@ -211,6 +213,7 @@ impl Writer {
                 first_unsealed_at: (sealed_size < size).then(Instant::now),
                 failed: None,
                 buf: Vec::with_capacity(1 << 16),
+                origin_json: entry::json_string(&cfg.origin)?,
                 cfg,
             },
             recovery,
@@ -404,12 +407,21 @@ impl Writer {
             Some(t) if t > now => t,
             _ => now,
         };
+        // One time per batch: formatted once, like the origin (once per writer).
+        let time_text = entry::format_time(time);
         for item in items.iter() {
             let Op::Append(body) = &item.op else { continue };
-            match entry::encode_with_body(self.next_seq, time, &self.cfg.origin, &self.prev, body) {
-                Ok(line) => {
-                    let h = leaf_hash(line.as_bytes());
-                    self.buf.extend_from_slice(line.as_bytes());
+            let start = self.buf.len();
+            match entry::encode_into(
+                &mut self.buf,
+                self.next_seq,
+                &time_text,
+                &self.origin_json,
+                &self.prev,
+                body,
+            ) {
+                Ok(()) => {
+                    let h = leaf_hash(&self.buf[start..]);
                     self.buf.push(b'\n');
                     results.push(Ok(Appended {
                         seq: self.next_seq,
