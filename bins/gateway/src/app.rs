@@ -793,13 +793,18 @@ pub struct Handles {
     /// Where the admin listener is bound.
     pub admin_addr: std::net::SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The agent threads (`[agent] threads`), each running its own runtime.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Handles {
-    /// Wait for every listener to drain and every task to stop.
+    /// Wait for every listener to drain and every task and agent thread to stop.
     pub async fn join(self) {
         for t in self.tasks {
             let _ = t.await;
+        }
+        for t in self.threads {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
     }
 }
@@ -818,57 +823,67 @@ pub async fn start(
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
     };
-    let agent_listener = server::bind(config.agent.listen).await?;
+    let agent_listeners = server::bind_shared(config.agent.listen, config.agent.threads.max(1))?;
     let admin_listener = server::bind(config.admin.listen).await?;
-    let agent_addr = agent_listener
+    let agent_addr = agent_listeners
+        .first()
+        .ok_or_else(|| AppError::Other("no agent listener".into()))?
         .local_addr()
         .map_err(|e| AppError::Other(e.to_string()))?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|e| AppError::Other(e.to_string()))?;
 
-    let service = custody_proxy::request_path(gateway.proxy_shared()?);
-    let agent_handler = move |req: Request<hyper::body::Incoming>, remote: RemoteAddr| {
-        let service = service.clone();
-        async move {
-            if req.version() == http::Version::HTTP_2 {
-                return custody_proxy::Refusal::new(
-                    custody_proxy::RefusalKind::NotImplemented,
-                    "http/2 (and its bidirectional event streams) is not supported by this gateway; use http/1.1",
-                )
-                .into_response(custody_proxy::ErrorFormat::QueryXml, "none");
-            }
-            let (mut parts, body) = req.into_parts();
-            parts.extensions.insert(ClientAddr(remote.0));
-            let req = Request::from_parts(parts, custody_proxy::body::ProxyBody::new(body));
-            match service.oneshot(req).await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
-            }
-        }
-    };
     let admin_gateway = gateway.clone();
     let admin_handler = move |req: Request<hyper::body::Incoming>, _remote: RemoteAddr| {
         let gateway = admin_gateway.clone();
         async move { crate::admin::handle(gateway, req).await }
     };
     let drain = Duration::from_secs(10);
-    let mut tasks = vec![
-        tokio::spawn(server::serve(
-            agent_listener,
-            agent_tls,
-            agent_handler,
+    let mut tasks = vec![tokio::spawn(server::serve(
+        admin_listener,
+        admin_tls,
+        admin_handler,
+        shutdown.clone(),
+        drain,
+    ))];
+    let mut threads = Vec::new();
+    for (i, listener) in agent_listeners.into_iter().enumerate() {
+        // Each its own request path, so each its own upstream connection pool.
+        let handler = make_agent_handler(gateway.proxy_shared()?);
+        if config.agent.threads == 0 {
+            tasks.push(tokio::spawn(server::serve(
+                server::bind_tokio(listener)?,
+                agent_tls.clone(),
+                handler,
+                shutdown.clone(),
+                drain,
+            )));
+            continue;
+        }
+        // A thread with a single-threaded runtime of its own; built and given its
+        // listener here, so that a failure stops the start instead of a thread.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| AppError::Other(format!("cannot start an agent runtime: {e}")))?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            server::bind_tokio(listener)?
+        };
+        let serve = server::serve(
+            listener,
+            agent_tls.clone(),
+            handler,
             shutdown.clone(),
             drain,
-        )),
-        tokio::spawn(server::serve(
-            admin_listener,
-            admin_tls,
-            admin_handler,
-            shutdown.clone(),
-            drain,
-        )),
-    ];
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("custody-agent-{i}"))
+            .spawn(move || runtime.block_on(serve))
+            .map_err(|e| AppError::Other(format!("cannot start an agent thread: {e}")))?;
+        threads.push(thread);
+    }
     let sweeper = gateway.clone();
     let mut stop = shutdown;
     let every = Duration::from_millis(gateway.config.limits.expiry_sweep_ms.max(50));
@@ -884,7 +899,39 @@ pub async fn start(
         agent_addr,
         admin_addr,
         tasks,
+        threads,
     })
+}
+
+/// What the agent handler returns (boxed: a closure's future cannot be named).
+type AgentFuture =
+    custody_proxy::BoxFuture<'static, http::Response<custody_proxy::body::ProxyBody>>;
+
+/// The agent listener's handler: HTTP/2 refused, everything else through the request path.
+fn make_agent_handler(
+    proxy: Arc<Shared>,
+) -> impl Fn(Request<hyper::body::Incoming>, RemoteAddr) -> AgentFuture + Clone + Send + Sync + 'static
+{
+    let service = custody_proxy::request_path(proxy);
+    move |req: Request<hyper::body::Incoming>, remote: RemoteAddr| {
+        let service = service.clone();
+        Box::pin(async move {
+            if req.version() == http::Version::HTTP_2 {
+                return custody_proxy::Refusal::new(
+                    custody_proxy::RefusalKind::NotImplemented,
+                    "http/2 (and its bidirectional event streams) is not supported by this gateway; use http/1.1",
+                )
+                .into_response(custody_proxy::ErrorFormat::QueryXml, "none");
+            }
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(ClientAddr(remote.0));
+            let req = Request::from_parts(parts, custody_proxy::body::ProxyBody::new(body));
+            match service.oneshot(req).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        })
+    }
 }
 
 async fn wait_for_signal() {

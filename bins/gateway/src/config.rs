@@ -44,6 +44,10 @@ pub struct Listener {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
+    /// 0: agent requests run on the shared multi-threaded runtime. N: on N threads of
+    /// their own, each a single-threaded runtime with its own `SO_REUSEPORT` listener and
+    /// upstream connection pool, so a connection's work never crosses threads.
+    pub threads: usize,
 }
 
 /// The admin listener and its authentication.
@@ -225,6 +229,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
                 tls_cert: None,
                 tls_key: None,
+                threads: 0,
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8433)),
@@ -363,6 +368,9 @@ impl Config {
                 "log.checkpoint_every_entries",
                 "must be at least 1".into(),
             ));
+        }
+        if self.agent.threads > 256 {
+            return Err(invalid("agent.threads", "must be at most 256".into()));
         }
         if self.log.outcome_max_delay_ms > 60_000 {
             return Err(invalid(

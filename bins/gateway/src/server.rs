@@ -68,6 +68,46 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Bind `addr` `n` times: one listener, or `n` with `SO_REUSEPORT` (the kernel spreads
+/// new connections over them), for `n` single-threaded runtimes. Returned as std listeners
+/// so that each can be registered with the runtime that serves it ([`bind_tokio`]).
+pub fn bind_shared(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>, ServerError> {
+    let err = |addr: SocketAddr| move |source: std::io::Error| ServerError::Bind { addr, source };
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        // After the first, bind the port it got (the address may say port 0).
+        let at = match out.first() {
+            Some(l) => l.local_addr().map_err(err(addr))?,
+            None => addr,
+        };
+        let socket = if at.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(err(at))?;
+        socket.set_reuseaddr(true).map_err(err(at))?;
+        if n > 1 {
+            socket.set_reuseport(true).map_err(err(at))?;
+        }
+        socket.bind(at).map_err(err(at))?;
+        let listener = socket.listen(1024).map_err(err(at))?;
+        out.push(listener.into_std().map_err(err(at))?);
+    }
+    Ok(out)
+}
+
+/// Register a std listener with the current runtime.
+pub fn bind_tokio(listener: std::net::TcpListener) -> Result<TcpListener, ServerError> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
 /// Bind `addr`.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)

@@ -782,3 +782,79 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
         .unwrap();
     assert_eq!(last["grant_event_seq"], activation, "{last}");
 }
+
+#[test]
+fn agent_threads_serve_drain_and_seal() {
+    // `[agent] threads = 2`: two single-threaded runtimes, each with its own SO_REUSEPORT
+    // listener on the one address.
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replacen("[agent]\n", "[agent]\nthreads = 2\n", 1);
+    });
+    let grant = stack.gateway.request(
+        ADMIN_TOKEN,
+        &[
+            "--identity",
+            "agent:x",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+        ],
+    );
+    let env = stack
+        .gateway
+        .agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    // Twelve clients, each on a connection of its own (spread over both listeners by the
+    // kernel), and a write the grant does not allow.
+    let out = run_python(
+        "import boto3\nok = 0\nfor i in range(12):\n    s3 = boto3.client('s3')\n    ok += s3.get_object(Bucket='reports', Key='q1/summary.txt')['Body'].read() != b''\ntry:\n    boto3.client('s3').put_object(Bucket='reports', Key='x.txt', Body=b'no')\n    print('put forwarded')\nexcept Exception as e:\n    print('put refused:', e)\nprint('gets', ok)",
+        &env,
+    )
+    .unwrap();
+    assert!(
+        out.stdout.contains("gets 12"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("put refused") && out.stdout.contains("AccessDenied"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+
+    let pid = stack.gateway.child.as_ref().map(|c| c.id()).unwrap();
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    for want in ["custody-agent-0", "custody-agent-1"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    let status = stack.gateway.terminate().unwrap();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        stack.gateway.server_log()
+    );
+    let strict = stack.gateway.verify(&["--strict"]);
+    assert_eq!(strict.status, 0, "{}\n{}", strict.stdout, strict.stderr);
+    let entries = stack.gateway.entries();
+    let allowed = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == true)
+        .count();
+    let outcomes = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_outcome")
+        .count();
+    assert_eq!((allowed, outcomes), (12, 12));
+}
