@@ -311,25 +311,7 @@ fn the_aws_cli_gets_credentials_through_credential_process() {
 fn expiry_and_revocation_take_effect_on_the_next_request() {
     let stack = Stack::start();
     let gw = &stack.gateway;
-    let short = gw.request(
-        ADMIN_TOKEN,
-        &[
-            "--identity",
-            "agent:x",
-            "--task",
-            "t",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--ttl",
-            "8s",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-        ],
-    );
+    let short = gw.request_reader("agent:x", "t", &["--ttl", "8s"]);
     let expires_at = time::OffsetDateTime::parse(
         short["expires_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
@@ -367,23 +349,7 @@ fn expiry_and_revocation_take_effect_on_the_next_request() {
     assert!(shown.stdout.contains("\"expired\""), "{}", shown.stdout);
 
     // Revocation: allowed, revoke, denied on the very next request.
-    let grant = gw.request(
-        ADMIN_TOKEN,
-        &[
-            "--identity",
-            "agent:x",
-            "--task",
-            "t2",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-        ],
-    );
+    let grant = gw.request_reader("agent:x", "t2", &[]);
     let id = grant["id"].as_str().unwrap();
     let env = gw.agent_env(ADMIN_TOKEN, id);
     assert!(run_aws_cli(&get, &env, None).unwrap().success());
@@ -411,25 +377,7 @@ fn expiry_and_revocation_take_effect_on_the_next_request() {
     assert_eq!(gw.verify(&[]).status, 0);
 
     // A request budget stops a runaway loop: two requests, then denied.
-    let budgeted = gw.request(
-        ADMIN_TOKEN,
-        &[
-            "--identity",
-            "agent:x",
-            "--task",
-            "t3",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--budget",
-            "2",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-        ],
-    );
+    let budgeted = gw.request_reader("agent:x", "t3", &["--budget", "2"]);
     let env = gw.agent_env(ADMIN_TOKEN, budgeted["id"].as_str().unwrap());
     let loop_code = "import boto3\ns3 = boto3.client('s3')\nfor i in range(4):\n    try:\n        s3.get_object(Bucket='reports', Key='q1/summary.txt'); print('ok')\n    except Exception as e:\n        print(e)";
     let out = run_python(loop_code, &env).unwrap();
@@ -623,23 +571,7 @@ fn a_full_log_disk_fails_closed() {
     assert!(body.contains("log"), "{body}");
     // moto never received the put.
     let mut other = Gateway::start(&moto, |_| {});
-    let reader = other.request(
-        ADMIN_TOKEN,
-        &[
-            "--identity",
-            "agent:y",
-            "--task",
-            "t",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-        ],
-    );
+    let reader = other.request_reader("agent:y", "t", &[]);
     let env = other.agent_env(ADMIN_TOKEN, reader["id"].as_str().unwrap());
     let out = run_aws_cli(
         &[
@@ -669,23 +601,7 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
     let mut stack = Stack::start_with(|c| {
         *c = c.replace("[log]\n", "[log]\noutcome_max_delay_ms = 60000\n");
     });
-    let grant = stack.gateway.request(
-        ADMIN_TOKEN,
-        &[
-            "--identity",
-            "agent:x",
-            "--task",
-            "t",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-        ],
-    );
+    let grant = stack.gateway.request_reader("agent:x", "t", &[]);
     let id = grant["id"].as_str().unwrap().to_owned();
     let env = stack.gateway.agent_env(ADMIN_TOKEN, &id);
     let get = ["s3", "cp", "s3://reports/q1/summary.txt", "-"];
@@ -790,23 +706,7 @@ fn agent_threads_serve_drain_and_seal() {
     let mut stack = Stack::start_with(|c| {
         *c = c.replacen("[agent]\n", "[agent]\nthreads = 2\n", 1);
     });
-    let grant = stack.gateway.request(
-        ADMIN_TOKEN,
-        &[
-            "--identity",
-            "agent:x",
-            "--task",
-            "t",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-        ],
-    );
+    let grant = stack.gateway.request_reader("agent:x", "t", &[]);
     let env = stack
         .gateway
         .agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());

@@ -355,6 +355,24 @@ approvals_required = 1
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
     }
 
+    /// Request (as admin) a grant on role `reader` for `s3:GetObject` on everything, which
+    /// the role auto-approves; `extra` (`--ttl`, `--budget`, …) goes before the scope.
+    pub fn request_reader(&self, identity: &str, task: &str, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "--identity",
+            identity,
+            "--task",
+            task,
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--allow", "s3:GetObject", "--resource", "*"]);
+        self.request(ADMIN_TOKEN, &args)
+    }
+
     /// The agent environment for a grant: fetch its credentials once.
     pub fn agent_env(&self, token: &str, grant_id: &str) -> AwsEnv {
         let out = self.cli(
