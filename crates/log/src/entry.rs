@@ -4,6 +4,8 @@
 //! is `SHA-256(0x00 || line)` and the next entry's `prev` is that leaf hash, so
 //! the hash chain and the Merkle tree cover exactly what is on disk.
 
+use std::io::Write as _;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
@@ -268,34 +270,19 @@ pub fn encode_into(
     prev: &Hash,
     body: &str,
 ) -> Result<(), EntryError> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let fields = body
         .strip_prefix('{')
         .ok_or_else(|| EntryError::Json("body is not an object".into()))?;
     let start = out.len();
-    out.extend_from_slice(b"{\"seq\":");
-    // u64 in decimal without a String: at most 20 digits.
-    let mut digits = [0u8; 20];
-    let mut n = seq;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b",\"time\":\"");
+    // Writing into a Vec cannot fail; the error arm only keeps this panic-free.
+    write!(out, "{{\"seq\":{seq},\"time\":\"").map_err(|e| EntryError::Json(e.to_string()))?;
     out.extend_from_slice(time.as_bytes());
     out.extend_from_slice(b"\",\"origin\":");
     out.extend_from_slice(origin_json.as_bytes());
     out.extend_from_slice(b",\"prev\":\"");
-    for b in prev.0 {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
-    }
+    let mut prev_hex = [0u8; 64];
+    hex::encode_to_slice(prev.0, &mut prev_hex).map_err(|e| EntryError::Json(e.to_string()))?;
+    out.extend_from_slice(&prev_hex);
     out.extend_from_slice(b"\",");
     out.extend_from_slice(fields.as_bytes());
     let size = out.len() - start;

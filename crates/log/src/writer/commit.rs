@@ -88,12 +88,11 @@ impl Writer {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 cut = Some((name, tail.to_vec()));
-                let keep = (data.len() - tail.len()) as u64;
                 let f = OpenOptions::new()
                     .write(true)
                     .open(path)
                     .map_err(|e| LogError::io("open", path, &e))?;
-                f.set_len(keep)
+                f.set_len(last_len)
                     .map_err(|e| LogError::io("truncate", path, &e))?;
                 f.sync_all().map_err(|e| LogError::io("fsync", path, &e))?;
             }
