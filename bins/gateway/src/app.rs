@@ -824,7 +824,7 @@ pub async fn start(
         _ => None,
     };
     let agent_listeners = server::bind_shared(config.agent.listen, config.agent.threads.max(1))?;
-    let admin_listener = server::bind(config.admin.listen).await?;
+    let admin_listener = server::bind(config.admin.listen)?;
     let agent_addr = agent_listeners
         .first()
         .ok_or_else(|| AppError::Other("no agent listener".into()))?

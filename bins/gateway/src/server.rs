@@ -108,11 +108,15 @@ pub fn bind_tokio(listener: std::net::TcpListener) -> Result<TcpListener, Server
         .map_err(|source| ServerError::Bind { addr, source })
 }
 
-/// Bind `addr`.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+/// Bind `addr` once, on the current runtime.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listener = bind_shared(addr, 1)?
+        .pop()
+        .ok_or_else(|| ServerError::Bind {
+            addr,
+            source: std::io::ErrorKind::AddrNotAvailable.into(),
+        })?;
+    bind_tokio(listener)
 }
 
 /// Serve `handler` on `listener` until `shutdown` turns true, then drain open
