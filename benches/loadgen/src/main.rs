@@ -352,6 +352,15 @@ async fn one_request(plan: &Plan, sender: &mut SendRequest<Full<Bytes>>) -> Resu
         .ready()
         .await
         .map_err(|e| format!("connection: {e}"))?;
+    exchange(sender, req).await.map(|_| ())
+}
+
+/// Send `req`, read the whole response, and fail unless its status is a success (the
+/// error carries the start of the body).
+async fn exchange<B>(sender: &mut SendRequest<B>, req: Request<B>) -> Result<StatusCode, String>
+where
+    B: http_body::Body + 'static,
+{
     let response = sender
         .send_request(req)
         .await
@@ -364,15 +373,11 @@ async fn one_request(plan: &Plan, sender: &mut SendRequest<Full<Bytes>>) -> Resu
         .map_err(|e| format!("response body: {e}"))?
         .to_bytes();
     if status.is_success() {
-        Ok(())
+        Ok(status)
     } else {
-        Err(status_error(status, &body))
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).replace('\n', " ");
+        Err(format!("status {status}: {text}"))
     }
-}
-
-fn status_error(status: StatusCode, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).replace('\n', " ");
-    format!("status {status}: {text}")
 }
 
 fn new_histogram() -> Result<Histogram<u64>, String> {
@@ -432,21 +437,8 @@ async fn hold_open(target: Target, connections: usize, hold: f64) -> Result<Stri
                 let mut req = Request::new(Empty::<Bytes>::new());
                 *req.uri_mut() = path.parse().map_err(|e| format!("path `{path}`: {e}"))?;
                 signer.sign(&mut req, &addr, EMPTY_SHA256, SystemTime::now())?;
-                let response = sender
-                    .send_request(req)
-                    .await
-                    .map_err(|e| format!("request: {e}"))?;
-                let status = response.status();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| format!("body: {e}"))?
-                    .to_bytes();
-                if !status.is_success() {
-                    return Err(status_error(status, &body));
-                }
-                Ok(sender)
+                exchange(&mut sender, req).await?;
+                Ok::<_, String>(sender)
             });
         }
         while let Some(joined) = set.join_next().await {
@@ -501,21 +493,8 @@ async fn upload(target: Target, bytes: u64, payload: Payload) -> Result<String, 
         .insert(http::header::CONTENT_LENGTH, bytes.into());
     signer.sign(&mut req, &target.addr, &payload_hash, SystemTime::now())?;
     let began = Instant::now();
-    let response = sender
-        .send_request(req)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes();
+    let status = exchange(&mut sender, req).await?;
     let secs = began.elapsed().as_secs_f64();
-    if !status.is_success() {
-        return Err(status_error(status, &body));
-    }
     Ok(serde_json::json!({
         "bytes": bytes,
         "status": status.as_u16(),
