@@ -18,7 +18,7 @@
 # SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only,
 # at PROFILE_CONC connections, 8), SERVE (1 = start everything, write $WORK/env.sh, wait),
 # GEN_THREADS (generator threads, 1), GW_ENV (extra VAR=value words for the gateways'
-# environment, e.g. "TOKIO_WORKER_THREADS=1"), GW_AGENT_THREADS (the gateways' `[agent] threads`, 0).
+# environment, e.g. "TOKIO_WORKER_THREADS=1"), GW_AGENT_THREADS (the gateways' `[agent] threads`; unset: the gateway's default).
 # Traffic stays on 127.0.0.1. Not part of CI.
 set -euo pipefail
 
@@ -190,7 +190,7 @@ data_dir = "$data"
 
 [agent]
 listen = "127.0.0.1:$agent"
-threads = ${GW_AGENT_THREADS:-0}
+${GW_AGENT_THREADS:+threads = $GW_AGENT_THREADS}
 
 [admin]
 listen = "127.0.0.1:$admin"

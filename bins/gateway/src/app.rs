@@ -823,11 +823,9 @@ pub async fn start(
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
     };
-    let agent_listeners = server::bind_shared(config.agent.listen, config.agent.threads.max(1))?;
+    let agent_listener = server::bind(config.agent.listen)?;
     let admin_listener = server::bind(config.admin.listen)?;
-    let agent_addr = agent_listeners
-        .first()
-        .ok_or_else(|| AppError::Other("no agent listener".into()))?
+    let agent_addr = agent_listener
         .local_addr()
         .map_err(|e| AppError::Other(e.to_string()))?;
     let admin_addr = admin_listener
@@ -848,41 +846,52 @@ pub async fn start(
         drain,
     ))];
     let mut threads = Vec::new();
-    for (i, listener) in agent_listeners.into_iter().enumerate() {
-        // Each its own request path, so each its own upstream connection pool.
-        let handler = make_agent_handler(gateway.proxy_shared()?);
-        if config.agent.threads == 0 {
-            tasks.push(tokio::spawn(server::serve(
-                server::bind_tokio(listener)?,
-                agent_tls.clone(),
-                handler,
-                shutdown.clone(),
-                drain,
-            )));
-            continue;
-        }
-        // A thread with a single-threaded runtime of its own; built and given its
-        // listener here, so that a failure stops the start instead of a thread.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| AppError::Other(format!("cannot start an agent runtime: {e}")))?;
-        let listener = {
-            let _in_runtime = runtime.enter();
-            server::bind_tokio(listener)?
-        };
-        let serve = server::serve(
-            listener,
-            agent_tls.clone(),
-            handler,
+    let n_threads = config.agent.agent_threads();
+    if n_threads == 0 {
+        tasks.push(tokio::spawn(server::serve(
+            agent_listener,
+            agent_tls,
+            make_agent_handler(gateway.proxy_shared()?),
             shutdown.clone(),
             drain,
-        );
-        let thread = std::thread::Builder::new()
-            .name(format!("custody-agent-{i}"))
-            .spawn(move || runtime.block_on(serve))
-            .map_err(|e| AppError::Other(format!("cannot start an agent thread: {e}")))?;
-        threads.push(thread);
+        )));
+    } else {
+        let mut lanes = Vec::with_capacity(n_threads);
+        for i in 0..n_threads {
+            let open = gateway
+                .metrics
+                .agent_connections
+                .get_or_create(&crate::metrics::ThreadLabels {
+                    thread: i.to_string(),
+                })
+                .clone();
+            let (lane, receiver) = server::lane(open);
+            lanes.push(lane);
+            // Each its own request path, so each its own upstream connection pool, on a
+            // single-threaded runtime of its own; built here, so that a failure stops
+            // the start instead of a thread.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| AppError::Other(format!("cannot start an agent runtime: {e}")))?;
+            let serve = server::serve_lane(
+                receiver,
+                agent_tls.clone(),
+                make_agent_handler(gateway.proxy_shared()?),
+                shutdown.clone(),
+                drain,
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("custody-agent-{i}"))
+                .spawn(move || runtime.block_on(serve))
+                .map_err(|e| AppError::Other(format!("cannot start an agent thread: {e}")))?;
+            threads.push(thread);
+        }
+        tasks.push(tokio::spawn(server::dispatch(
+            agent_listener,
+            lanes,
+            shutdown.clone(),
+        )));
     }
     let sweeper = gateway.clone();
     let mut stop = shutdown;

@@ -44,10 +44,11 @@ pub struct Listener {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
-    /// 0: agent requests run on the shared multi-threaded runtime. N: on N threads of
-    /// their own, each a single-threaded runtime with its own `SO_REUSEPORT` listener and
-    /// upstream connection pool, so a connection's work never crosses threads.
-    pub threads: usize,
+    /// Agent threads: N threads of their own, each a single-threaded runtime with its own
+    /// upstream connection pool, each new connection given to the one with the fewest open,
+    /// so a connection's work never crosses threads. 0: agent requests run on the shared
+    /// multi-threaded runtime instead. Unset: one per core ([`Listener::agent_threads`]).
+    pub threads: Option<usize>,
 }
 
 /// The admin listener and its authentication.
@@ -219,6 +220,23 @@ pub enum ConfigError {
     },
 }
 
+/// The most agent threads a configuration may ask for.
+pub const MAX_AGENT_THREADS: usize = 256;
+
+// === impl Listener ===
+
+impl Listener {
+    /// How many agent threads to run: `threads` when set, else one per core the process
+    /// may use (0 means the shared runtime).
+    pub fn agent_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_AGENT_THREADS)
+        })
+    }
+}
+
 // === impl Config ===
 
 impl Default for Config {
@@ -229,7 +247,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
                 tls_cert: None,
                 tls_key: None,
-                threads: 0,
+                threads: None,
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8433)),
@@ -369,8 +387,11 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        if self.agent.threads > 256 {
-            return Err(invalid("agent.threads", "must be at most 256".into()));
+        if self.agent.threads.is_some_and(|n| n > MAX_AGENT_THREADS) {
+            return Err(invalid(
+                "agent.threads",
+                format!("must be at most {MAX_AGENT_THREADS}"),
+            ));
         }
         if self.log.outcome_max_delay_ms > 60_000 {
             return Err(invalid(
@@ -525,6 +546,25 @@ mod tests {
         .to_string();
         assert!(
             msg.contains("c.toml") && msg.contains("log.outcome_max_delay_ms"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn agent_threads_default_to_one_per_core() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let d = Config::load(None).unwrap();
+        assert_eq!((d.agent.threads, d.agent.agent_threads()), (None, cores));
+        for (n, want) in [(0, 0), (3, 3)] {
+            let c =
+                Config::parse(&format!("[agent]\nthreads = {n}\n"), Path::new("c.toml")).unwrap();
+            assert_eq!(c.agent.agent_threads(), want);
+        }
+        let msg = Config::parse("[agent]\nthreads = 257\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("agent.threads") && msg.contains("at most 256"),
             "{msg}"
         );
     }

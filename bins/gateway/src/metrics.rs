@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,13 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// Labels for per-thread gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThreadLabels {
+    /// The agent thread's index (`custody-agent-N`).
+    pub thread: String,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -38,6 +46,8 @@ pub struct Metrics {
     pub broker_calls: Family<ResultLabels, Counter>,
     /// Failed log appends (each one refused a request or lost an outcome).
     pub log_failures: Counter,
+    /// Open agent connections per agent thread.
+    pub agent_connections: Family<ThreadLabels, Gauge>,
 }
 
 impl Metrics {
@@ -49,6 +59,7 @@ impl Metrics {
         let log_append = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
         let broker_calls = Family::<ResultLabels, Counter>::default();
         let log_failures = Counter::default();
+        let agent_connections = Family::<ThreadLabels, Gauge>::default();
         registry.register(
             "requests",
             "Agent requests by decision and service",
@@ -74,6 +85,11 @@ impl Metrics {
             "Log appends that failed",
             log_failures.clone(),
         );
+        registry.register(
+            "agent_connections",
+            "Open agent connections on each agent thread (none with `[agent] threads = 0`)",
+            agent_connections.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -81,6 +97,7 @@ impl Metrics {
             log_append,
             broker_calls,
             log_failures,
+            agent_connections,
         }
     }
 

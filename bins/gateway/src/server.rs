@@ -10,8 +10,10 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use custody_proxy::body::ProxyBody;
 
@@ -68,33 +70,19 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Bind `addr` `n` times: one listener, or `n` with `SO_REUSEPORT` (the kernel spreads
-/// new connections over them), for `n` single-threaded runtimes. Returned as std listeners
-/// so that each can be registered with the runtime that serves it ([`bind_tokio`]).
-pub fn bind_shared(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>, ServerError> {
-    let err = |addr: SocketAddr| move |source: std::io::Error| ServerError::Bind { addr, source };
-    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
-    for _ in 0..n.max(1) {
-        // After the first, bind the port it got (the address may say port 0).
-        let at = match out.first() {
-            Some(l) => l.local_addr().map_err(err(addr))?,
-            None => addr,
-        };
-        let socket = if at.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()
-        } else {
-            tokio::net::TcpSocket::new_v6()
-        }
-        .map_err(err(at))?;
-        socket.set_reuseaddr(true).map_err(err(at))?;
-        if n > 1 {
-            socket.set_reuseport(true).map_err(err(at))?;
-        }
-        socket.bind(at).map_err(err(at))?;
-        let listener = socket.listen(1024).map_err(err(at))?;
-        out.push(listener.into_std().map_err(err(at))?);
+/// Bind `addr` once, as a std listener (registered later with the runtime that accepts on
+/// it, [`bind_tokio`]).
+pub fn bind_std(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
+    let err = |source: std::io::Error| ServerError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
     }
-    Ok(out)
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(1024).map_err(err)?.into_std().map_err(err)
 }
 
 /// Register a std listener with the current runtime.
@@ -110,13 +98,7 @@ pub fn bind_tokio(listener: std::net::TcpListener) -> Result<TcpListener, Server
 
 /// Bind `addr` once, on the current runtime.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    let listener = bind_shared(addr, 1)?
-        .pop()
-        .ok_or_else(|| ServerError::Bind {
-            addr,
-            source: std::io::ErrorKind::AddrNotAvailable.into(),
-        })?;
-    bind_tokio(listener)
+    bind_tokio(bind_std(addr)?)
 }
 
 /// Serve `handler` on `listener` until `shutdown` turns true, then drain open
@@ -131,61 +113,211 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
     loop {
         let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = accept(&listener) => accepted,
+            _ = shutdown.changed() => break,
+        };
+        spawn_connection(stream, remote, tls.as_ref(), handler.clone(), &graceful, ());
+    }
+    drop(listener);
+    drain_connections(graceful, drain).await;
+}
+
+/// One thread serving connections handed to it by [`dispatch`]: the receiving end of a
+/// lane.
+pub struct LaneReceiver {
+    streams: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    open: Gauge,
+}
+
+/// The sending end of a lane, held by [`dispatch`].
+pub struct Lane {
+    streams: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    open: Gauge,
+}
+
+/// A lane to one serving thread; `open` counts the connections it holds (the dispatcher
+/// reads it to pick the least loaded lane, and it is exported as a metric).
+pub fn lane(open: Gauge) -> (Lane, LaneReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        Lane {
+            streams: tx,
+            open: open.clone(),
+        },
+        LaneReceiver { streams: rx, open },
+    )
+}
+
+/// Accept on `listener` until `shutdown` turns true and hand each connection to the lane
+/// with the fewest open connections (ties taken in turn). One acceptor instead of a
+/// `SO_REUSEPORT` listener per thread: the kernel's address hash can put several busy
+/// connections on one thread while another idles, and with no work stealing between
+/// the threads that imbalance would last as long as the connections.
+pub async fn dispatch(
+    listener: TcpListener,
+    lanes: Vec<Lane>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut turn = 0usize;
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            _ = shutdown.changed() => break,
+        };
+        // Registered with the chosen thread's runtime there, so out of this one first.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, %remote, "cannot hand over a connection");
+                continue;
+            }
+        };
+        let n = lanes.len();
+        let Some(lane) = (0..n)
+            .map(|k| &lanes[(turn + k) % n])
+            .min_by_key(|lane| lane.open.get())
+        else {
+            break;
+        };
+        turn = turn.wrapping_add(1);
+        lane.open.inc();
+        if lane.streams.send((stream, remote)).is_err() {
+            // That thread has stopped (only while shutting down).
+            lane.open.dec();
+        }
+    }
+}
+
+/// Serve the connections arriving on `lane` until `shutdown` turns true or the dispatcher
+/// stops, then drain them for up to `drain`. Runs on the thread that owns the lane.
+pub async fn serve_lane<H, F>(
+    mut lane: LaneReceiver,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            next = lane.streams.recv() => match next {
+                Some(pair) => pair,
+                None => break,
             },
             _ = shutdown.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let fut = handler(req, RemoteAddr(remote));
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        // HTTP/1.1 and HTTP/2 are both accepted so that HTTP/2 requests get a clear answer
-        // (the agent handler refuses them) instead of a dropped connection.
-        let builder =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %remote, "connection ended with error");
-                    }
-                });
+        // Counted open by the dispatcher; uncounted when the connection task ends.
+        let open = OpenConnection(lane.open.clone());
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, %remote, "cannot take over a connection");
+                continue;
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(error = %e, %remote, "tls handshake failed");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(error = %e, %remote, "connection ended with error");
-                    }
-                });
+        };
+        spawn_connection(
+            stream,
+            remote,
+            tls.as_ref(),
+            handler.clone(),
+            &graceful,
+            open,
+        );
+    }
+    drop(lane);
+    drain_connections(graceful, drain).await;
+}
+
+/// Decrements a lane's open-connection gauge when dropped.
+struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The next connection; accept errors (e.g. out of file descriptors) are logged and
+/// retried after a pause rather than ending the listener.
+async fn accept(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, remote);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-    drop(listener);
+}
+
+/// Serve one connection on the current runtime (after the TLS handshake when `tls` is
+/// set), watched by `graceful`; `guard` is dropped when the connection ends.
+fn spawn_connection<H, F, G>(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    handler: H,
+    graceful: &GracefulShutdown,
+    guard: G,
+) where
+    H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+    G: Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let fut = handler(req, RemoteAddr(remote));
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    // HTTP/1.1 and HTTP/2 are both accepted so that HTTP/2 requests get a clear answer
+    // (the agent handler refuses them) instead of a dropped connection.
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    match tls {
+        None => {
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, %remote, "connection ended with error");
+                }
+                drop(guard);
+            });
+        }
+        Some(acceptor) => {
+            let acceptor = acceptor.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let stream = match acceptor.accept(stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(error = %e, %remote, "tls handshake failed");
+                        return;
+                    }
+                };
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(error = %e, %remote, "connection ended with error");
+                }
+                drop(guard);
+            });
+        }
+    }
+}
+
+/// Wait up to `drain` for the connections watched by `graceful` to finish.
+async fn drain_connections(graceful: GracefulShutdown, drain: Duration) {
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()

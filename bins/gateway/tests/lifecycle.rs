@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use custody_test_support::{run_aws_cli, run_python};
 use support::{ADMIN_TOKEN, AGENT_TOKEN, ALICE_TOKEN, BOB_TOKEN, Gateway, Stack};
@@ -701,8 +701,8 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
 
 #[test]
 fn agent_threads_serve_drain_and_seal() {
-    // `[agent] threads = 2`: two single-threaded runtimes, each with its own SO_REUSEPORT
-    // listener on the one address.
+    // `[agent] threads = 2`: two single-threaded runtimes, each given new connections by
+    // one acceptor, to the thread with the fewest open.
     let mut stack = Stack::start_with(|c| {
         *c = c.replacen("[agent]\n", "[agent]\nthreads = 2\n", 1);
     });
@@ -710,8 +710,8 @@ fn agent_threads_serve_drain_and_seal() {
     let env = stack
         .gateway
         .agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
-    // Twelve clients, each on a connection of its own (spread over both listeners by the
-    // kernel), and a write the grant does not allow.
+    // Twelve clients, each on a connection of its own, and a write the grant does not
+    // allow.
     let out = run_python(
         "import boto3\nok = 0\nfor i in range(12):\n    s3 = boto3.client('s3')\n    ok += s3.get_object(Bucket='reports', Key='q1/summary.txt')['Body'].read() != b''\ntry:\n    boto3.client('s3').put_object(Bucket='reports', Key='x.txt', Body=b'no')\n    print('put forwarded')\nexcept Exception as e:\n    print('put refused:', e)\nprint('gets', ok)",
         &env,
@@ -729,6 +729,46 @@ fn agent_threads_serve_drain_and_seal() {
         out.stdout,
         out.stderr
     );
+
+    // Connections are spread by load, not by address: once the clients above are gone,
+    // four new connections land two on each thread, as the metrics show.
+    let open_per_thread = |gateway: &Gateway| -> Vec<u64> {
+        let (status, metrics) = gateway.admin_get("/metrics");
+        assert_eq!(status, 200, "{metrics}");
+        (0..2)
+            .map(|i| {
+                let series = format!("custody_agent_connections{{thread=\"{i}\"}} ");
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&series))
+                    .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+                    .trim()
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let settle = |gateway: &Gateway, want: &[u64]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = open_per_thread(gateway);
+            if now == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "open per thread {now:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    settle(&stack.gateway, &[0, 0]);
+    let held: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", stack.gateway.agent_port)).unwrap())
+        .collect();
+    settle(&stack.gateway, &[2, 2]);
+    drop(held);
+    settle(&stack.gateway, &[0, 0]);
 
     let pid = stack.gateway.child.as_ref().map(|c| c.id()).unwrap();
     let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
