@@ -18,7 +18,8 @@
 # SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only,
 # at PROFILE_CONC connections, 8), SERVE (1 = start everything, write $WORK/env.sh, wait),
 # GEN_THREADS (generator threads, 1), GW_ENV (extra VAR=value words for the gateways'
-# environment, e.g. "TOKIO_WORKER_THREADS=1"), GW_AGENT_THREADS (the gateways' `[agent] threads`; unset: the gateway's default).
+# environment, e.g. "TOKIO_WORKER_THREADS=1"), GW_AGENT_THREADS (the gateways' `[agent] threads`; unset: the gateway's default), GW_LOG (lines for
+# the gateways' `[log]` table, e.g. "inline_commit = false").
 # Traffic stays on 127.0.0.1. Not part of CI.
 set -euo pipefail
 
@@ -202,6 +203,9 @@ region = "us-east-1"
 
 [broker]
 endpoint = "http://127.0.0.1:$MOTO_PORT"
+
+[log]
+${GW_LOG:-}
 
 [[agents]]
 identity = "agent:bench"

@@ -123,10 +123,14 @@ impl LogSink for LogAdapter {
 
 impl LogAdapter {
     fn append(&self, body: EntryBody) -> BoxFuture<'static, Result<u64, SinkError>> {
-        let fut = self.log.append_async(body);
+        let started = Instant::now();
+        // Inline (written and synced by this thread, the committer being idle) only when
+        // no other request on this agent thread would wait for the sync.
+        let fut = self
+            .log
+            .append_async_inline(body, crate::server::alone_on_this_thread());
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let started = Instant::now();
             match fut.await {
                 Ok(appended) => {
                     metrics.log_append.observe(started.elapsed().as_secs_f64());

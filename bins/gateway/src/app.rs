@@ -174,6 +174,7 @@ impl Gateway {
         log_config.segment_max_bytes = config.log.segment_max_bytes;
         log_config.preallocate_bytes = config.log.preallocate_bytes;
         log_config.deferred_max_delay = Duration::from_millis(config.log.outcome_max_delay_ms);
+        log_config.inline_commit = config.log.inline_commit;
         log_config.checkpoint_copy_dir = config.log.checkpoint_copy_dir.clone();
         log_config.clock = Arc::new(move || OffsetDateTime::from(log_clock_source.now()));
         let log = Arc::new(Log::open(log_config, signing_key)?);
@@ -851,7 +852,7 @@ pub async fn start(
         tasks.push(tokio::spawn(server::serve(
             agent_listener,
             agent_tls,
-            make_agent_handler(gateway.proxy_shared()?),
+            make_agent_handler(gateway.proxy_shared()?, false),
             shutdown.clone(),
             drain,
         )));
@@ -877,7 +878,7 @@ pub async fn start(
             let serve = server::serve_lane(
                 receiver,
                 agent_tls.clone(),
-                make_agent_handler(gateway.proxy_shared()?),
+                make_agent_handler(gateway.proxy_shared()?, true),
                 shutdown.clone(),
                 drain,
             );
@@ -919,12 +920,16 @@ type AgentFuture =
 /// The agent listener's handler: HTTP/2 refused, everything else through the request path.
 fn make_agent_handler(
     proxy: Arc<Shared>,
+    count_in_flight: bool,
 ) -> impl Fn(Request<hyper::body::Incoming>, RemoteAddr) -> AgentFuture + Clone + Send + Sync + 'static
 {
     let service = custody_proxy::request_path(proxy);
     move |req: Request<hyper::body::Incoming>, remote: RemoteAddr| {
         let service = service.clone();
         Box::pin(async move {
+            // On an agent thread, so that the log may commit this request's decision
+            // inline when nothing else is in flight here (`LogAdapter`).
+            let _in_flight = count_in_flight.then(server::InFlight::enter);
             if req.version() == http::Version::HTTP_2 {
                 return custody_proxy::Refusal::new(
                     custody_proxy::RefusalKind::NotImplemented,

@@ -118,6 +118,9 @@ pub struct LogSection {
     /// A request's outcome entry (written after its response) waits at most this long to
     /// share the next decision's group commit before it is written on its own.
     pub outcome_max_delay_ms: u64,
+    /// When the log's committer thread is idle, the request's own thread writes and
+    /// syncs its decision entry (one hand-off less each way).
+    pub inline_commit: bool,
     /// Also copy every checkpoint into this directory (mount something the gateway host
     /// cannot rewrite, e.g. a bucket with Object Lock).
     pub checkpoint_copy_dir: Option<PathBuf>,
@@ -299,6 +302,7 @@ impl Default for LogSection {
             segment_max_bytes: 64 << 20,
             preallocate_bytes: 1 << 20,
             outcome_max_delay_ms: 5,
+            inline_commit: true,
             checkpoint_copy_dir: None,
         }
     }
@@ -525,18 +529,26 @@ mod tests {
     #[test]
     fn log_tuning_is_read_and_bounded() {
         let c = Config::parse(
-            "[log]\noutcome_max_delay_ms = 0\npreallocate_bytes = 0\n",
+            "[log]\noutcome_max_delay_ms = 0\npreallocate_bytes = 0\ninline_commit = false\n",
             Path::new("c.toml"),
         )
         .unwrap();
         assert_eq!(
-            (c.log.outcome_max_delay_ms, c.log.preallocate_bytes),
-            (0, 0)
+            (
+                c.log.outcome_max_delay_ms,
+                c.log.preallocate_bytes,
+                c.log.inline_commit
+            ),
+            (0, 0, false)
         );
         let d = Config::load(None).unwrap();
         assert_eq!(
-            (d.log.outcome_max_delay_ms, d.log.preallocate_bytes),
-            (5, 1 << 20)
+            (
+                d.log.outcome_max_delay_ms,
+                d.log.preallocate_bytes,
+                d.log.inline_commit
+            ),
+            (5, 1 << 20, true)
         );
         let msg = Config::parse(
             "[log]\noutcome_max_delay_ms = 600000\n",

@@ -1,5 +1,6 @@
 //! Listeners: accept TCP (optionally TLS), serve HTTP/1.1 with hyper, stop gracefully.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -232,6 +233,37 @@ pub async fn serve_lane<H, F>(
     }
     drop(lane);
     drain_connections(graceful, drain).await;
+}
+
+thread_local! {
+    /// Agent requests being handled on this thread; counted on agent threads only,
+    /// where a request's task never leaves the thread.
+    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a request as in flight on this agent thread while it lives. Only for
+/// single-threaded runtimes: dropped on another thread, it would miscount both.
+pub struct InFlight(());
+
+impl InFlight {
+    /// Count one more request on this thread.
+    pub fn enter() -> Self {
+        IN_FLIGHT.with(|n| n.set(n.get() + 1));
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// True when the only request in flight on this thread is the caller's own (so
+/// blocking the thread briefly holds up no other request). Always false off the
+/// agent threads, where requests are not counted.
+pub fn alone_on_this_thread() -> bool {
+    IN_FLIGHT.with(Cell::get) == 1
 }
 
 /// Decrements a lane's open-connection gauge when dropped.

@@ -425,3 +425,113 @@ fn rotated_segments_hold_no_padding() {
     log.close().unwrap();
     verify_ok(dir.path());
 }
+
+/// Polls `fut` once, with a waker nobody keeps.
+fn poll_once<F: std::future::Future>(fut: F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::pin!(fut).poll(&mut cx)
+}
+
+/// Waits up to 10 s for `done`.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn an_append_to_an_idle_log_is_committed_by_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(config(dir.path()), key()).unwrap();
+    // Let the committer go to sleep.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let before = log.stats();
+    // Ready on the first poll: written and synced on this thread, no hand-off.
+    match poll_once(log.append_async(outcome(1))) {
+        std::task::Poll::Ready(Ok(a)) => assert_eq!(a.seq, before.appends),
+        other => panic!("not committed inline: {other:?}"),
+    }
+    assert_eq!(log.stats().syncs, before.syncs + 1);
+    assert_eq!(outcome_tags(dir.path()), [1]);
+    log.close().unwrap();
+    verify_ok(dir.path());
+}
+
+#[test]
+fn inline_commits_keep_the_deferred_and_checkpoint_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_every_entries = 1000;
+    cfg.checkpoint_every = std::time::Duration::from_millis(200);
+    cfg.deferred_max_delay = std::time::Duration::from_millis(20);
+    let log = Log::open(cfg, key()).unwrap();
+    let checkpoints = || {
+        std::fs::read_to_string(dir.path().join(storage::CHECKPOINTS_FILE))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // The start is sealed, then the committer sleeps until the heartbeat (an hour).
+    eventually("the start sealed", || checkpoints() >= 1);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let sealed = checkpoints();
+    // An inline commit, then a deferred entry nothing follows: only the committer can
+    // write it, and the inline commit must have cut its sleep short.
+    log.append(outcome(1)).unwrap();
+    log.append_deferred(outcome(2)).unwrap();
+    eventually("the deferred entry written", || {
+        outcome_tags(dir.path()) == [1, 2]
+    });
+    eventually("the new entries sealed", || checkpoints() > sealed);
+    log.close().unwrap();
+    verify_ok(dir.path());
+}
+
+#[test]
+fn mixed_concurrent_appends_inline_queued_and_deferred_make_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_every_entries = 50;
+    let log = Arc::new(Log::open(cfg, key()).unwrap());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut seqs = Vec::new();
+                for i in 0..100 {
+                    let n = t * 1000 + i;
+                    match i % 3 {
+                        0 => seqs.push(log.append(outcome(n)).unwrap().seq),
+                        1 => seqs.push(block_on(log.append_async(outcome(n))).unwrap().seq),
+                        _ => log.append_deferred(outcome(n)).unwrap(),
+                    }
+                    if i % 10 == 0 {
+                        // Now and then let the committer fall asleep, so that some
+                        // appends find it idle and commit inline.
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    log.close().unwrap();
+    let n = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), n, "a sequence number was given twice");
+    let mut tags = outcome_tags(dir.path());
+    tags.sort_unstable();
+    let mut want: Vec<u64> = (0..4u64)
+        .flat_map(|t| (0..100).map(move |i| t * 1000 + i))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(tags, want);
+    verify_ok(dir.path());
+}

@@ -1,5 +1,7 @@
 //! Secrets, the grant lookup seam, SigV4 key derivation and the time formats SigV4 uses.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::time::SystemTime;
 
@@ -69,6 +71,40 @@ impl SigningKey {
         let k_region = hmac(&k_date, region.as_bytes());
         let k_service = hmac(&k_region, service.as_bytes());
         Self(hmac(&k_service, b"aws4_request"))
+    }
+
+    /// [`SigningKey::derive`], remembered per thread: the same grant signs many
+    /// requests with the same key each day, and the derivation is four HMACs.
+    ///
+    /// The key is a pure function of the four inputs, and a SHA-256 of them (each
+    /// length-prefixed, so no two tuples collide by concatenation) is the cache key: a
+    /// remembered key is never stale (a revoked grant is refused before its secret is
+    /// looked up), and the cache holds no secret in the clear. Per thread, so no lock;
+    /// emptied when it passes 256 keys.
+    pub fn derive_cached(secret: &SigningSecret, date: &str, region: &str, service: &str) -> Self {
+        thread_local! {
+            static DERIVED: RefCell<HashMap<[u8; 32], SigningKey>> = RefCell::new(HashMap::new());
+        }
+        let mut name = Sha256::new();
+        for part in [secret.0.as_str(), date, region, service] {
+            name.update((part.len() as u64).to_be_bytes());
+            name.update(part.as_bytes());
+        }
+        let name: [u8; 32] = name.finalize().into();
+        DERIVED.with(|cell| {
+            let Ok(mut keys) = cell.try_borrow_mut() else {
+                return Self::derive(secret, date, region, service);
+            };
+            if let Some(k) = keys.get(&name) {
+                return k.clone();
+            }
+            let k = Self::derive(secret, date, region, service);
+            if keys.len() >= 256 {
+                keys.clear();
+            }
+            keys.insert(name, k.clone());
+            k
+        })
     }
 
     /// `HMAC-SHA256(key, data)`.
@@ -181,5 +217,37 @@ mod tests {
     fn secret_debug_redacts() {
         let s = SigningSecret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cached_keys_equal_derived_keys_for_every_input() {
+        let a = SigningSecret::new("secret-a");
+        let b = SigningSecret::new("secret-b");
+        let cases = [
+            (&a, "20261122", "us-east-1", "s3"),
+            (&b, "20261122", "us-east-1", "s3"),
+            (&a, "20261123", "us-east-1", "s3"),
+            (&a, "20261122", "eu-west-1", "s3"),
+            (&a, "20261122", "us-east-1", "sts"),
+            // Same concatenation, different parts.
+            (&a, "20261122", "us-east-1s", "3"),
+        ];
+        for _ in 0..2 {
+            for (secret, date, region, service) in cases {
+                assert_eq!(
+                    SigningKey::derive_cached(secret, date, region, service).0,
+                    SigningKey::derive(secret, date, region, service).0,
+                    "{date} {region} {service}"
+                );
+            }
+        }
+        // Past the bound it starts again, still right.
+        for i in 0..300 {
+            let region = format!("r{i}");
+            assert_eq!(
+                SigningKey::derive_cached(&a, "20261122", &region, "s3").0,
+                SigningKey::derive(&a, "20261122", &region, "s3").0
+            );
+        }
     }
 }

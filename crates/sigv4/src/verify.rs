@@ -330,7 +330,8 @@ pub fn verify(
         .path_rule
         .unwrap_or_else(|| PathCanonicalization::for_service(&auth.service));
     let mut creq = canonical_without_payload(parts, &auth, rule)?;
-    let signing_key = SigningKey::derive(&secret, &auth.scope_date, &auth.region, &auth.service);
+    let signing_key =
+        SigningKey::derive_cached(&secret, &auth.scope_date, &auth.region, &auth.service);
     let signed_headers = auth
         .signed_headers
         .split(';')

@@ -219,51 +219,50 @@ impl Writer {
         ))
     }
 
-    pub(super) fn run(mut self, shared: &Shared) {
+    /// The committer thread: takes what is queued, writes it, and writes timed
+    /// checkpoints, until the log is closed.
+    pub(super) fn run(writer: &Mutex<Writer>, shared: &Shared) {
         let mut batch: Vec<Item> = Vec::new();
-        // While lingering (after a batch), deferred appends are queued without a wake-up
-        // and taken at the latest when this passes.
-        let mut linger_until = Instant::now();
         loop {
+            // Read from the writer before the queue is locked: the writer may be busy
+            // with an inline commit, and appenders must not wait for it on the queue.
+            let (due, linger) = {
+                let w = lock(writer);
+                (Instant::now() + w.next_deadline(), w.cfg.deferred_max_delay)
+            };
             {
                 let mut q = lock(&shared.queue);
-                let take = loop {
-                    let now = Instant::now();
-                    let lingering = q.lingering && now < linger_until;
-                    if q.urgent > 0 || (!q.items.is_empty() && !lingering) {
-                        break true;
-                    }
-                    if !lingering {
-                        // Nothing queued and the lingering time is over: from now on
-                        // the first deferred append wakes us.
-                        q.lingering = false;
-                    }
-                    let mut wait = self.next_deadline();
-                    if lingering {
-                        wait = wait.min(linger_until - now);
-                    }
+                let mut take = ready(&mut q);
+                let now = Instant::now();
+                if !take && now < due {
+                    // While lingering (after a batch), deferred appends are queued without
+                    // a wake-up and taken at the latest when it ends.
+                    let until = match q.linger_until {
+                        Some(t) if q.lingering => due.min(t),
+                        _ => due,
+                    };
                     q.sleeping = true;
-                    let (guard, timeout) = shared
+                    q.sleep_until = Some(until);
+                    let (guard, _) = shared
                         .wake
-                        .wait_timeout(q, wait)
+                        .wait_timeout(q, until - now)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     q = guard;
                     q.sleeping = false;
-                    if timeout.timed_out() {
-                        // Checkpoint due, or lingering over: decide once more, then
-                        // give the timed checkpoint its turn.
-                        let lingering = q.lingering && Instant::now() < linger_until;
-                        break q.urgent > 0 || (!q.items.is_empty() && !lingering);
-                    }
-                };
+                    q.sleep_until = None;
+                    // Woken (or timed out): decide once more; if there is nothing to
+                    // take, the loop recomputes the deadline (an inline commit may have
+                    // moved it) and gives the timed checkpoint its turn.
+                    take = ready(&mut q);
+                }
                 if take {
                     batch.extend(q.items.drain(..));
                     q.urgent = 0;
-                    q.lingering = self.cfg.deferred_max_delay > Duration::ZERO;
                 }
             }
+            let mut w = lock(writer);
             if !batch.is_empty() {
-                let closing = self.process(&mut batch, shared);
+                let closing = w.process(&mut batch, shared);
                 if closing {
                     // Fail anything that raced in after the close.
                     let rest: Vec<Item> = lock(&shared.queue).items.drain(..).collect();
@@ -272,18 +271,27 @@ impl Writer {
                     }
                     return;
                 }
-                linger_until = Instant::now() + self.cfg.deferred_max_delay;
+                if linger > Duration::ZERO {
+                    let mut q = lock(&shared.queue);
+                    q.lingering = true;
+                    q.linger_until = Some(Instant::now() + linger);
+                }
             }
-            if self.failed.is_none()
-                && let Err(e) = self.timed_checkpoint()
+            if w.failed.is_none()
+                && let Err(e) = w.timed_checkpoint()
             {
-                self.fail(shared, e);
+                w.fail(shared, e);
             }
         }
     }
 
+    /// The longest a deferred append waits for a batch.
+    pub(super) fn deferred_max_delay(&self) -> Duration {
+        self.cfg.deferred_max_delay
+    }
+
     /// Time until the next checkpoint or heartbeat is due.
-    fn next_deadline(&self) -> Duration {
+    pub(super) fn next_deadline(&self) -> Duration {
         let heartbeat = self
             .cfg
             .heartbeat_every
@@ -309,7 +317,7 @@ impl Writer {
     }
 
     /// Handles one batch. Returns `true` when the log was closed.
-    fn process(&mut self, batch: &mut Vec<Item>, shared: &Shared) -> bool {
+    pub(super) fn process(&mut self, batch: &mut Vec<Item>, shared: &Shared) -> bool {
         // Appends up to the first control operation go in one group commit.
         let mut closing = false;
         let mut pending: Vec<Item> = Vec::new();
@@ -621,4 +629,16 @@ fn copy_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> Result<(), LogError
     fs::create_dir_all(dir).map_err(|e| LogError::io("create", dir, &e))?;
     storage::write_atomic(dir, LATEST_CHECKPOINT_FILE, signed.note.as_bytes())
         .map_err(|e| LogError::io("write", &dir.join(LATEST_CHECKPOINT_FILE), &e))
+}
+
+/// Whether the committer should take the queue now: something urgent is queued, or
+/// deferred entries are and their lingering time is over. Ends the lingering state
+/// once it is over.
+fn ready(q: &mut Queue) -> bool {
+    let lingering = q.lingering && q.linger_until.is_some_and(|t| Instant::now() < t);
+    if !lingering {
+        // From now on the first deferred append wakes the committer.
+        q.lingering = false;
+    }
+    q.urgent > 0 || (!q.items.is_empty() && !lingering)
 }

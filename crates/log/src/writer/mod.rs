@@ -6,6 +6,11 @@
 //! one `fdatasync`, then wakes every caller in the batch. While it syncs, the
 //! next batch queues up. Checkpoints are written by the same thread.
 //!
+//! Inline commits ([`LogConfig::inline_commit`]): when the committer is idle and
+//! nothing urgent is queued, an append is written and synced by the calling thread
+//! itself (with any deferred entries waiting), sparing the two thread hand-offs of a
+//! queued append; concurrent appends still queue for the committer, which groups them.
+//!
 //! Deferred appends ([`Log::append_deferred`]) are for entries nobody waits on
 //! (a request's outcome, written after the response is on its way): they do not
 //! wake the committer but ride the next batch, or are written on their own once
@@ -28,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use time::OffsetDateTime;
@@ -72,6 +77,10 @@ pub struct LogConfig {
     /// Longest time a [`Log::append_deferred`] entry waits for a batch to ride
     /// with before it is written on its own (zero: written at once).
     pub deferred_max_delay: Duration,
+    /// Let an append find the committer idle and write and sync its entry on the
+    /// calling thread (blocking it for the sync, as [`Log::append`] blocks anyway;
+    /// from [`Log::append_async`] it blocks the polling thread).
+    pub inline_commit: bool,
 }
 
 /// A durable append: the entry's sequence number and leaf hash.
@@ -97,6 +106,10 @@ pub struct LogStats {
 /// An open log. `Send + Sync`; share it in an `Arc`.
 pub struct Log {
     shared: Arc<Shared>,
+    /// The writer: held by the committer thread for each batch, or by a caller
+    /// committing inline.
+    writer: Arc<Mutex<Writer>>,
+    inline_commit: bool,
     counters: Arc<Counters>,
     thread: Mutex<Option<JoinHandle<()>>>,
     origin: String,
@@ -132,6 +145,7 @@ impl LogConfig {
             checkpoint_copy_dir: None,
             clock: system_clock(),
             deferred_max_delay: Duration::from_millis(5),
+            inline_commit: true,
         }
     }
 }
@@ -148,6 +162,7 @@ impl fmt::Debug for LogConfig {
             .field("preallocate_bytes", &self.preallocate_bytes)
             .field("checkpoint_copy_dir", &self.checkpoint_copy_dir)
             .field("deferred_max_delay", &self.deferred_max_delay)
+            .field("inline_commit", &self.inline_commit)
             .finish_non_exhaustive()
     }
 }
@@ -186,13 +201,16 @@ impl Log {
             wake: Condvar::new(),
             health: Mutex::new(None),
         });
-        let thread_shared = Arc::clone(&shared);
+        let writer = Arc::new(Mutex::new(writer));
+        let (thread_shared, thread_writer) = (Arc::clone(&shared), Arc::clone(&writer));
         let thread = std::thread::Builder::new()
             .name("custody-log-commit".into())
-            .spawn(move || writer.run(&thread_shared))
+            .spawn(move || Writer::run(&thread_writer, &thread_shared))
             .map_err(|e| LogError::Failed(format!("cannot start committer thread: {e}")))?;
         let log = Log {
             shared,
+            writer,
+            inline_commit: config.inline_commit,
             counters,
             thread: Mutex::new(Some(thread)),
             origin,
@@ -223,7 +241,10 @@ impl Log {
     /// Concurrent appends share one sync. An error means the entry is not
     /// in the log and must not be acted on.
     pub fn append(&self, body: EntryBody) -> Result<Appended, LogError> {
-        let encoded = body.encode()?;
+        let encoded = match self.try_inline(body.encode()?) {
+            Ok(done) => return done,
+            Err(encoded) => encoded,
+        };
         let slot = self.submit(Op::Append(encoded))?;
         slot.wait()
     }
@@ -242,14 +263,29 @@ impl Log {
         })
     }
 
-    /// Like [`Log::append`] but never blocks the calling thread on I/O: the
-    /// returned future is woken by the committer thread.
+    /// Like [`Log::append`], as a future woken by the committer thread. With
+    /// [`LogConfig::inline_commit`] and the committer idle, the entry is written and
+    /// synced here, on the calling thread, and the future is ready at once.
     pub fn append_async(&self, body: EntryBody) -> AppendFuture {
-        let inner = match body.encode() {
-            Err(e) => AppendFutureInner::Ready(Some(Err(e.into()))),
-            Ok(encoded) => match self.submit(Op::Append(encoded)) {
-                Ok(slot) => AppendFutureInner::Waiting(slot),
-                Err(e) => AppendFutureInner::Ready(Some(Err(e))),
+        self.append_async_inline(body, true)
+    }
+
+    /// [`Log::append_async`], saying whether this call may commit inline: pass `false`
+    /// when blocking the calling thread for a sync would hold up other work on it
+    /// (e.g. other requests served by the same single-threaded runtime).
+    pub fn append_async_inline(&self, body: EntryBody, inline: bool) -> AppendFuture {
+        let inner = match body.encode().map_err(LogError::from) {
+            Err(e) => AppendFutureInner::Ready(Some(Err(e))),
+            Ok(encoded) => match if inline {
+                self.try_inline(encoded)
+            } else {
+                Err(encoded)
+            } {
+                Ok(done) => AppendFutureInner::Ready(Some(done)),
+                Err(encoded) => match self.submit(Op::Append(encoded)) {
+                    Ok(slot) => AppendFutureInner::Waiting(slot),
+                    Err(e) => AppendFutureInner::Ready(Some(Err(e))),
+                },
             },
         };
         AppendFuture { inner }
@@ -295,6 +331,59 @@ impl Log {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Commit `encoded` on this thread if the committer is asleep with nothing urgent
+    /// queued and the writer is free; otherwise hand `encoded` back to be queued.
+    ///
+    /// Deferred entries waiting in the queue go first, in the same batch. The
+    /// committer keeps its promises: it is woken if its sleep would outlast the
+    /// deferred entries' lingering time or the next checkpoint this commit made due.
+    fn try_inline(&self, encoded: String) -> Result<Result<Appended, LogError>, String> {
+        if !self.inline_commit {
+            return Err(encoded);
+        }
+        let mut q = lock(&self.shared.queue);
+        if q.closed || !q.sleeping || q.urgent > 0 {
+            return Err(encoded);
+        }
+        // Queue, then writer: the committer never waits for the queue while it holds the
+        // writer except to fail leftovers on close, and this only tries the writer.
+        let mut w = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(encoded),
+        };
+        // Only deferred appends are queued (nothing urgent): no control operations.
+        let mut batch: Vec<Item> = q.items.drain(..).collect();
+        drop(q);
+        let slot = Arc::new(Slot::<Appended>::new());
+        batch.push(Item {
+            op: Op::Append(encoded),
+            reply: Reply::Appended(Arc::clone(&slot)),
+        });
+        w.process(&mut batch, &self.shared);
+        let due = Instant::now() + w.next_deadline();
+        let linger = w.deferred_max_delay();
+        drop(w);
+
+        let mut q = lock(&self.shared.queue);
+        let mut needed = due;
+        if linger > Duration::ZERO {
+            let until = Instant::now() + linger;
+            q.lingering = true;
+            q.linger_until = Some(until);
+            needed = needed.min(until);
+        }
+        let wake = q.sleeping && q.sleep_until.is_none_or(|t| t > needed);
+        if wake {
+            q.sleeping = false;
+        }
+        drop(q);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok(slot.wait())
     }
 
     fn submit<T>(&self, make: Op) -> Result<Arc<Slot<T>>, LogError>
@@ -403,11 +492,15 @@ struct Queue {
     items: VecDeque<Item>,
     /// Queued items someone waits for (all but deferred appends).
     urgent: usize,
-    /// The committer wrote a batch less than `deferred_max_delay` ago and will
-    /// look at the queue again by then without being woken.
+    /// A batch was written less than `deferred_max_delay` ago (until
+    /// `linger_until`) and the committer will look at the queue again by then
+    /// without being woken.
     lingering: bool,
+    linger_until: Option<Instant>,
     /// The committer is waiting on the condvar (and nobody has woken it yet).
     sleeping: bool,
+    /// When the sleeping committer wakes on its own.
+    sleep_until: Option<Instant>,
     closed: bool,
 }
 
