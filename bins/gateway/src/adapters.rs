@@ -15,7 +15,7 @@ use custody_proxy::{
     LogSink, OutcomeRecord, SinkError,
 };
 
-use crate::metrics::{Metrics, RequestLabels, ResultLabels};
+use crate::metrics::{CommitLabels, Metrics, RequestLabels, ResultLabels};
 
 /// Grant id → sequence number of the entry that activated it.
 pub type Activations = Arc<Mutex<HashMap<String, u64>>>;
@@ -125,10 +125,20 @@ impl LogAdapter {
     fn append(&self, body: EntryBody) -> BoxFuture<'static, Result<u64, SinkError>> {
         let started = Instant::now();
         // Inline (written and synced by this thread, the committer being idle) only when
-        // no other request on this agent thread would wait for the sync.
+        // no other connection on this agent thread would wait for the sync: with others
+        // there, queueing lets the thread go on with them while the committer syncs.
         let fut = self
             .log
             .append_async_inline(body, crate::server::alone_on_this_thread());
+        let how = if fut.committed_inline() {
+            "inline"
+        } else {
+            "committer"
+        };
+        self.metrics
+            .log_commits
+            .get_or_create(&CommitLabels { how: how.into() })
+            .inc();
         let metrics = self.metrics.clone();
         Box::pin(async move {
             match fut.await {

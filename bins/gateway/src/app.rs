@@ -852,7 +852,7 @@ pub async fn start(
         tasks.push(tokio::spawn(server::serve(
             agent_listener,
             agent_tls,
-            make_agent_handler(gateway.proxy_shared()?, false),
+            make_agent_handler(gateway.proxy_shared()?),
             shutdown.clone(),
             drain,
         )));
@@ -878,7 +878,7 @@ pub async fn start(
             let serve = server::serve_lane(
                 receiver,
                 agent_tls.clone(),
-                make_agent_handler(gateway.proxy_shared()?, true),
+                make_agent_handler(gateway.proxy_shared()?),
                 shutdown.clone(),
                 drain,
             );
@@ -920,16 +920,12 @@ type AgentFuture =
 /// The agent listener's handler: HTTP/2 refused, everything else through the request path.
 fn make_agent_handler(
     proxy: Arc<Shared>,
-    count_in_flight: bool,
 ) -> impl Fn(Request<hyper::body::Incoming>, RemoteAddr) -> AgentFuture + Clone + Send + Sync + 'static
 {
     let service = custody_proxy::request_path(proxy);
     move |req: Request<hyper::body::Incoming>, remote: RemoteAddr| {
         let service = service.clone();
         Box::pin(async move {
-            // On an agent thread, so that the log may commit this request's decision
-            // inline when nothing else is in flight here (`LogAdapter`).
-            let _in_flight = count_in_flight.then(server::InFlight::enter);
             if req.version() == http::Version::HTTP_2 {
                 return custody_proxy::Refusal::new(
                     custody_proxy::RefusalKind::NotImplemented,

@@ -32,6 +32,13 @@ pub struct ThreadLabels {
     pub thread: String,
 }
 
+/// Labels for log commits.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommitLabels {
+    /// `inline` (written and synced by the request's own thread) or `committer`.
+    pub how: String,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -48,6 +55,8 @@ pub struct Metrics {
     pub log_failures: Counter,
     /// Open agent connections per agent thread.
     pub agent_connections: Family<ThreadLabels, Gauge>,
+    /// Awaited log appends by who made them durable.
+    pub log_commits: Family<CommitLabels, Counter>,
 }
 
 impl Metrics {
@@ -60,6 +69,7 @@ impl Metrics {
         let broker_calls = Family::<ResultLabels, Counter>::default();
         let log_failures = Counter::default();
         let agent_connections = Family::<ThreadLabels, Gauge>::default();
+        let log_commits = Family::<CommitLabels, Counter>::default();
         registry.register(
             "requests",
             "Agent requests by decision and service",
@@ -90,6 +100,11 @@ impl Metrics {
             "Open agent connections on each agent thread (none with `[agent] threads = 0`)",
             agent_connections.clone(),
         );
+        registry.register(
+            "log_commits",
+            "Awaited log appends (decision entries) by who wrote and synced them: `inline` on the request's own agent thread, or the log's `committer` thread",
+            log_commits.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             requests,
@@ -98,6 +113,7 @@ impl Metrics {
             broker_calls,
             log_failures,
             agent_connections,
+            log_commits,
         }
     }
 

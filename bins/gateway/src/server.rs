@@ -1,6 +1,6 @@
 //! Listeners: accept TCP (optionally TLS), serve HTTP/1.1 with hyper, stop gracefully.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -204,6 +204,7 @@ pub async fn serve_lane<H, F>(
     H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
+    LANE_OPEN.with(|open| *open.borrow_mut() = Some(lane.open.clone()));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, remote) = tokio::select! {
@@ -236,34 +237,16 @@ pub async fn serve_lane<H, F>(
 }
 
 thread_local! {
-    /// Agent requests being handled on this thread; counted on agent threads only,
-    /// where a request's task never leaves the thread.
-    static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
+    /// The open-connection count of the lane this thread serves; set on agent threads
+    /// only (by [`serve_lane`]).
+    static LANE_OPEN: RefCell<Option<Gauge>> = const { RefCell::new(None) };
 }
 
-/// Counts a request as in flight on this agent thread while it lives. Only for
-/// single-threaded runtimes: dropped on another thread, it would miscount both.
-pub struct InFlight(());
-
-impl InFlight {
-    /// Count one more request on this thread.
-    pub fn enter() -> Self {
-        IN_FLIGHT.with(|n| n.set(n.get() + 1));
-        InFlight(())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.with(|n| n.set(n.get().saturating_sub(1)));
-    }
-}
-
-/// True when the only request in flight on this thread is the caller's own (so
-/// blocking the thread briefly holds up no other request). Always false off the
-/// agent threads, where requests are not counted.
+/// True on an agent thread that holds one open connection, the caller's (HTTP/1.1: one
+/// request at a time on it), and none waiting to be taken over: blocking the thread
+/// briefly then holds up nobody else. Always false off the agent threads.
 pub fn alone_on_this_thread() -> bool {
-    IN_FLIGHT.with(Cell::get) == 1
+    LANE_OPEN.with(|open| open.borrow().as_ref().is_some_and(|g| g.get() == 1))
 }
 
 /// Decrements a lane's open-connection gauge when dropped.

@@ -798,3 +798,69 @@ fn agent_threads_serve_drain_and_seal() {
         .count();
     assert_eq!((allowed, outcomes), (12, 12));
 }
+
+#[test]
+fn a_lone_connection_commits_its_decisions_inline() {
+    // One agent thread. A connection alone on it has its decision entries written and
+    // synced by that thread (the committer being idle); with a second connection open
+    // there, every decision goes to the committer, so the thread stays free for it.
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replacen("[agent]\n", "[agent]\nthreads = 1\n", 1);
+    });
+    let grant = stack.gateway.request_reader("agent:x", "t", &[]);
+    let env = stack
+        .gateway
+        .agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    let commits = |gateway: &Gateway| -> [u64; 2] {
+        let (status, metrics) = gateway.admin_get("/metrics");
+        assert_eq!(status, 200, "{metrics}");
+        ["inline", "committer"].map(|how| {
+            let series = format!("custody_log_commits_total{{how=\"{how}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map_or(0, |v| v.trim().parse().unwrap())
+        })
+    };
+    let ten_gets = "import boto3\ns3 = boto3.client('s3')\nok = 0\nfor i in range(10):\n    ok += s3.get_object(Bucket='reports', Key='q1/summary.txt')['Body'].read() != b''\nprint('gets', ok)";
+    let run = || {
+        let out = run_python(ten_gets, &env).unwrap();
+        assert!(
+            out.stdout.contains("gets 10"),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+    };
+
+    let [inline0, committer0] = commits(&stack.gateway);
+    run();
+    let [inline1, committer1] = commits(&stack.gateway);
+    let (inline, queued) = (inline1 - inline0, committer1 - committer0);
+    assert_eq!(inline + queued, 10, "one awaited append per request");
+    // Not necessarily all: a request arriving while the committer writes a timed
+    // checkpoint or a late outcome entry queues as usual.
+    assert!(inline >= 5, "{inline} of 10 inline, {queued} queued");
+
+    let held = std::net::TcpStream::connect(("127.0.0.1", stack.gateway.agent_port)).unwrap();
+    run();
+    let [inline2, committer2] = commits(&stack.gateway);
+    assert_eq!(
+        (inline2 - inline1, committer2 - committer1),
+        (0, 10),
+        "with another connection open on the thread"
+    );
+    drop(held);
+
+    let status = stack.gateway.terminate().unwrap();
+    assert!(status.success(), "{}", stack.gateway.server_log());
+    let strict = stack.gateway.verify(&["--strict"]);
+    assert_eq!(strict.status, 0, "{}\n{}", strict.stdout, strict.stderr);
+    let decisions = stack
+        .gateway
+        .entries()
+        .iter()
+        .filter(|e| e["kind"] == "request_decision")
+        .count();
+    assert_eq!(decisions, 20);
+}

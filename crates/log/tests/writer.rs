@@ -449,7 +449,9 @@ fn an_append_to_an_idle_log_is_committed_by_the_caller() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     let before = log.stats();
     // Ready on the first poll: written and synced on this thread, no hand-off.
-    match poll_once(log.append_async(outcome(1))) {
+    let appending = log.append_async(outcome(1));
+    assert!(appending.committed_inline());
+    match poll_once(appending) {
         std::task::Poll::Ready(Ok(a)) => assert_eq!(a.seq, before.appends),
         other => panic!("not committed inline: {other:?}"),
     }

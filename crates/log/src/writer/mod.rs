@@ -446,6 +446,14 @@ impl fmt::Debug for Log {
 
 // === impl AppendFuture ===
 
+impl AppendFuture {
+    /// Before it is polled: whether the entry was already written and synced on the
+    /// calling thread (an inline commit), so that the future is ready at once.
+    pub fn committed_inline(&self) -> bool {
+        matches!(self.inner, AppendFutureInner::Ready(Some(Ok(_))))
+    }
+}
+
 impl Future for AppendFuture {
     type Output = Result<Appended, LogError>;
 
