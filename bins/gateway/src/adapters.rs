@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
 use custody_broker::{GrantCredentialsRequest, RoleBroker};
@@ -57,6 +57,8 @@ pub struct LogAdapter {
     pub log: Arc<Log>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Commit inline from any agent thread while the log's commits take less than this.
+    pub inline_commit_under: Duration,
 }
 
 impl LogSink for LogAdapter {
@@ -124,12 +126,12 @@ impl LogSink for LogAdapter {
 impl LogAdapter {
     fn append(&self, body: EntryBody) -> BoxFuture<'static, Result<u64, SinkError>> {
         let started = Instant::now();
-        // Inline (written and synced by this thread, the committer being idle) only when
-        // no other connection on this agent thread would wait for the sync: with others
-        // there, queueing lets the thread go on with them while the committer syncs.
-        let fut = self
-            .log
-            .append_async_inline(body, crate::server::alone_on_this_thread());
+        let inline = commit_inline(
+            crate::server::open_on_this_thread(),
+            self.log.recent_commit_time(),
+            self.inline_commit_under,
+        );
+        let fut = self.log.append_async_inline(body, inline);
         let how = if fut.committed_inline() {
             "inline"
         } else {
@@ -152,6 +154,19 @@ impl LogAdapter {
                 }
             }
         })
+    }
+}
+
+/// Whether a request's decision entry may be committed inline by its own agent thread
+/// (when the committer is idle): when no other connection there would wait for the sync
+/// (`open` is the thread's open connections, `None` off the agent threads), or when the
+/// log's commits take less than `under`, less than the two thread hand-offs an inline
+/// commit spares. Otherwise the committer syncs while the thread serves its other
+/// connections.
+fn commit_inline(open: Option<i64>, recent: Option<Duration>, under: Duration) -> bool {
+    match open {
+        None => false,
+        Some(open) => open == 1 || recent.is_some_and(|t| t < under),
     }
 }
 
@@ -270,4 +285,36 @@ impl RoleBroker for BaseCredentials {
     }
 
     fn revoke(&self, _grant_id: &str) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_commits_for_a_lone_connection_or_a_fast_log_on_agent_threads_only() {
+        let ms = Duration::from_millis;
+        let under = Duration::from_micros(50);
+        let fast = Some(Duration::from_micros(10));
+        let slow = Some(ms(2));
+        let cases = [
+            // Off the agent threads: never, however fast the log.
+            (None, fast, under, false),
+            // Alone on its thread: whatever the log's speed, even before any commit.
+            (Some(1), slow, under, true),
+            (Some(1), None, under, true),
+            // With other connections: only while commits are quicker than `under`.
+            (Some(3), fast, under, true),
+            (Some(3), slow, under, false),
+            (Some(3), None, under, false),
+            (Some(3), fast, Duration::ZERO, false),
+        ];
+        for (open, recent, under, want) in cases {
+            assert_eq!(
+                commit_inline(open, recent, under),
+                want,
+                "{open:?} {recent:?} {under:?}"
+            );
+        }
+    }
 }

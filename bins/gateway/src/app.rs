@@ -246,6 +246,7 @@ impl Gateway {
             sink: Arc::new(LogAdapter {
                 log: self.log.clone(),
                 metrics: self.metrics.clone(),
+                inline_commit_under: Duration::from_micros(self.config.log.inline_commit_under_us),
             }),
             credentials: Arc::new(BrokerSource::new(self.broker.clone(), self.metrics.clone())),
             clock: self.clock.clone(),

@@ -119,8 +119,12 @@ pub struct LogSection {
     /// share the next decision's group commit before it is written on its own.
     pub outcome_max_delay_ms: u64,
     /// When the log's committer thread is idle, the request's own thread writes and
-    /// syncs its decision entry (one hand-off less each way).
+    /// syncs its decision entry (one hand-off less each way): if its connection is alone
+    /// on its agent thread, or whatever the thread holds while the log's commits take
+    /// less than `inline_commit_under_us`.
     pub inline_commit: bool,
+    /// See `inline_commit`; 0: only for a connection alone on its thread.
+    pub inline_commit_under_us: u64,
     /// Also copy every checkpoint into this directory (mount something the gateway host
     /// cannot rewrite, e.g. a bucket with Object Lock).
     pub checkpoint_copy_dir: Option<PathBuf>,
@@ -303,6 +307,7 @@ impl Default for LogSection {
             preallocate_bytes: 1 << 20,
             outcome_max_delay_ms: 5,
             inline_commit: true,
+            inline_commit_under_us: 50,
             checkpoint_copy_dir: None,
         }
     }
@@ -401,6 +406,12 @@ impl Config {
             return Err(invalid(
                 "log.outcome_max_delay_ms",
                 "must be at most 60000 (outcomes would stay unwritten too long)".into(),
+            ));
+        }
+        if self.log.inline_commit_under_us > 1_000 {
+            return Err(invalid(
+                "log.inline_commit_under_us",
+                "must be at most 1000 (an inline commit holds up the other connections on its agent thread for that long)".into(),
             ));
         }
         let mut names = std::collections::BTreeSet::new();
@@ -529,7 +540,7 @@ mod tests {
     #[test]
     fn log_tuning_is_read_and_bounded() {
         let c = Config::parse(
-            "[log]\noutcome_max_delay_ms = 0\npreallocate_bytes = 0\ninline_commit = false\n",
+            "[log]\noutcome_max_delay_ms = 0\npreallocate_bytes = 0\ninline_commit = false\ninline_commit_under_us = 0\n",
             Path::new("c.toml"),
         )
         .unwrap();
@@ -537,29 +548,33 @@ mod tests {
             (
                 c.log.outcome_max_delay_ms,
                 c.log.preallocate_bytes,
-                c.log.inline_commit
+                c.log.inline_commit,
+                c.log.inline_commit_under_us
             ),
-            (0, 0, false)
+            (0, 0, false, 0)
         );
         let d = Config::load(None).unwrap();
         assert_eq!(
             (
                 d.log.outcome_max_delay_ms,
                 d.log.preallocate_bytes,
-                d.log.inline_commit
+                d.log.inline_commit,
+                d.log.inline_commit_under_us
             ),
-            (5, 1 << 20, true)
+            (5, 1 << 20, true, 50)
         );
-        let msg = Config::parse(
-            "[log]\noutcome_max_delay_ms = 600000\n",
-            Path::new("c.toml"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            msg.contains("c.toml") && msg.contains("log.outcome_max_delay_ms"),
-            "{msg}"
-        );
+        for (toml, key) in [
+            ("outcome_max_delay_ms = 600000", "log.outcome_max_delay_ms"),
+            (
+                "inline_commit_under_us = 5000",
+                "log.inline_commit_under_us",
+            ),
+        ] {
+            let msg = Config::parse(&format!("[log]\n{toml}\n"), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("c.toml") && msg.contains(key), "{msg}");
+        }
     }
 
     #[test]

@@ -242,11 +242,11 @@ thread_local! {
     static LANE_OPEN: RefCell<Option<Gauge>> = const { RefCell::new(None) };
 }
 
-/// True on an agent thread that holds one open connection, the caller's (HTTP/1.1: one
-/// request at a time on it), and none waiting to be taken over: blocking the thread
-/// briefly then holds up nobody else. Always false off the agent threads.
-pub fn alone_on_this_thread() -> bool {
-    LANE_OPEN.with(|open| open.borrow().as_ref().is_some_and(|g| g.get() == 1))
+/// On an agent thread, its open connections (those being served and those handed to it
+/// and not yet taken over); `None` off the agent threads. A request is alone on its
+/// thread when this is 1 (HTTP/1.1: one request at a time per connection).
+pub fn open_on_this_thread() -> Option<i64> {
+    LANE_OPEN.with(|open| open.borrow().as_ref().map(Gauge::get))
 }
 
 /// Decrements a lane's open-connection gauge when dropped.

@@ -803,9 +803,11 @@ fn agent_threads_serve_drain_and_seal() {
 fn a_lone_connection_commits_its_decisions_inline() {
     // One agent thread. A connection alone on it has its decision entries written and
     // synced by that thread (the committer being idle); with a second connection open
-    // there, every decision goes to the committer, so the thread stays free for it.
+    // there, every decision goes to the committer, so the thread stays free for it
+    // (`inline_commit_under_us = 0`: not even when the log's storage syncs fast).
     let mut stack = Stack::start_with(|c| {
         *c = c.replacen("[agent]\n", "[agent]\nthreads = 1\n", 1);
+        *c = c.replacen("[log]\n", "[log]\ninline_commit_under_us = 0\n", 1);
     });
     let grant = stack.gateway.request_reader("agent:x", "t", &[]);
     let env = stack

@@ -457,6 +457,9 @@ fn an_append_to_an_idle_log_is_committed_by_the_caller() {
     }
     assert_eq!(log.stats().syncs, before.syncs + 1);
     assert_eq!(outcome_tags(dir.path()), [1]);
+    // The write + sync it took is measured, for callers choosing to commit inline.
+    let took = log.recent_commit_time().expect("a commit was timed");
+    assert!(took > std::time::Duration::ZERO && took < std::time::Duration::from_secs(10));
     log.close().unwrap();
     verify_ok(dir.path());
 }

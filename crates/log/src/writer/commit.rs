@@ -447,14 +447,15 @@ impl Writer {
         } else {
             self.preallocate(self.seg_len + self.buf.len() as u64)
                 .and_then(|()| {
+                    let started = Instant::now();
                     self.seg
                         .write_all_at(&self.buf, self.seg_len)
-                        .map_err(|e| LogError::io("write", &self.seg_path, &e))
-                })
-                .and_then(|()| {
+                        .map_err(|e| LogError::io("write", &self.seg_path, &e))?;
                     self.seg
                         .sync_data()
-                        .map_err(|e| LogError::io("fdatasync", &self.seg_path, &e))
+                        .map_err(|e| LogError::io("fdatasync", &self.seg_path, &e))?;
+                    self.counters.observe_commit(started.elapsed());
+                    Ok(())
                 })
         };
         match written {

@@ -325,6 +325,16 @@ impl Log {
         }
     }
 
+    /// How long a group commit's write and `fdatasync` take on this log's storage: a
+    /// moving average over recent commits (each weighs 1/8), `None` before the first.
+    /// Tells a caller whether committing inline would block it for long.
+    pub fn recent_commit_time(&self) -> Option<Duration> {
+        match self.counters.commit_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
     /// `Ok` while the log accepts appends; the error that failed it otherwise.
     pub fn health(&self) -> Result<(), LogError> {
         match &*lock(&self.shared.health) {
@@ -487,6 +497,23 @@ struct Counters {
     appends: AtomicU64,
     syncs: AtomicU64,
     checkpoints: AtomicU64,
+    /// Moving average of a group commit's write + `fdatasync`, in ns; 0 before the first.
+    commit_ns: AtomicU64,
+}
+
+impl Counters {
+    /// Folds one commit's write + sync time into the moving average (weight 1/8).
+    fn observe_commit(&self, took: Duration) {
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        // Only the writer's holder calls this, so load-then-store does not race.
+        let old = self.commit_ns.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.commit_ns.store(new.max(1), Ordering::Relaxed);
+    }
 }
 
 struct Shared {
