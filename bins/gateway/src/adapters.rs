@@ -137,15 +137,15 @@ impl LogAdapter {
         } else {
             "committer"
         };
-        self.metrics
-            .log_commits
-            .get_or_create(&CommitLabels { how: how.into() })
-            .inc();
         let metrics = self.metrics.clone();
         Box::pin(async move {
             match fut.await {
                 Ok(appended) => {
                     metrics.log_append.observe(started.elapsed().as_secs_f64());
+                    metrics
+                        .log_commits
+                        .get_or_create(&CommitLabels { how: how.into() })
+                        .inc();
                     Ok(appended.seq)
                 }
                 Err(e) => {

@@ -55,7 +55,8 @@ pub struct Metrics {
     pub log_failures: Counter,
     /// Open agent connections per agent thread.
     pub agent_connections: Family<ThreadLabels, Gauge>,
-    /// Awaited log appends by who made them durable.
+    /// Awaited log appends made durable, by who wrote and synced them (failures are
+    /// `log_failures`).
     pub log_commits: Family<CommitLabels, Counter>,
 }
 
@@ -102,7 +103,7 @@ impl Metrics {
         );
         registry.register(
             "log_commits",
-            "Awaited log appends (decision entries) by who wrote and synced them: `inline` on the request's own agent thread, or the log's `committer` thread",
+            "Awaited log appends (decision entries) made durable, by who wrote and synced them: `inline` on the request's own agent thread, or the log's `committer` thread",
             log_commits.clone(),
         );
         Self {

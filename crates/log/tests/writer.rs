@@ -540,3 +540,36 @@ fn mixed_concurrent_appends_inline_queued_and_deferred_make_one_chain() {
     assert_eq!(tags, want);
     verify_ok(dir.path());
 }
+
+#[test]
+fn a_panic_during_an_inline_commit_fails_the_log_instead_of_going_on() {
+    // The clock is the configurable code a commit runs; make it panic once, during an
+    // inline commit on this thread.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let panic_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inner = stepping_clock();
+    let flag = Arc::clone(&panic_now);
+    cfg.clock = Arc::new(move || {
+        assert!(
+            !flag.swap(false, std::sync::atomic::Ordering::SeqCst),
+            "clock broke"
+        );
+        inner()
+    });
+    let log = Arc::new(Log::open(cfg, key()).unwrap());
+    log.append(outcome(1)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    panic_now.store(true, std::sync::atomic::Ordering::SeqCst);
+    let appender = Arc::clone(&log);
+    let panicked = std::thread::spawn(move || appender.append(outcome(2))).join();
+    assert!(panicked.is_err(), "the commit did not panic: {panicked:?}");
+    // The chain state may be half-updated: nothing more goes in, and it says so.
+    let next = log.append(outcome(3));
+    assert!(
+        matches!(&next, Err(e) if e.to_string().contains("panicked")),
+        "{next:?}"
+    );
+    assert!(log.health().is_err());
+    assert_eq!(outcome_tags(dir.path()), [1]);
+}

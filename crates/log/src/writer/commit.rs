@@ -6,7 +6,7 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -227,7 +227,7 @@ impl Writer {
             // Read from the writer before the queue is locked: the writer may be busy
             // with an inline commit, and appenders must not wait for it on the queue.
             let (due, linger) = {
-                let w = lock(writer);
+                let w = lock_writer(writer, shared);
                 (Instant::now() + w.next_deadline(), w.cfg.deferred_max_delay)
             };
             {
@@ -260,7 +260,7 @@ impl Writer {
                     q.urgent = 0;
                 }
             }
-            let mut w = lock(writer);
+            let mut w = lock_writer(writer, shared);
             if !batch.is_empty() {
                 let closing = w.process(&mut batch, shared);
                 if closing {
@@ -630,6 +630,27 @@ fn copy_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> Result<(), LogError
     fs::create_dir_all(dir).map_err(|e| LogError::io("create", dir, &e))?;
     storage::write_atomic(dir, LATEST_CHECKPOINT_FILE, signed.note.as_bytes())
         .map_err(|e| LogError::io("write", &dir.join(LATEST_CHECKPOINT_FILE), &e))
+}
+
+/// Locks the writer. A panic while it was held (in a commit, on the committer thread or
+/// on a caller committing inline) may have left its chain state half-updated, so the
+/// log is failed then: nothing more is appended to an uncertain chain, and appenders
+/// get the error (the gateway fails closed).
+pub(super) fn lock_writer<'a>(
+    writer: &'a Mutex<Writer>,
+    shared: &Shared,
+) -> MutexGuard<'a, Writer> {
+    match writer.lock() {
+        Ok(w) => w,
+        Err(poisoned) => {
+            let mut w = poisoned.into_inner();
+            w.fail(
+                shared,
+                LogError::Failed("a commit panicked; the log takes no more entries".into()),
+            );
+            w
+        }
+    }
 }
 
 /// Whether the committer should take the queue now: something urgent is queued, or

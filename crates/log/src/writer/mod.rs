@@ -327,7 +327,8 @@ impl Log {
 
     /// How long a group commit's write and `fdatasync` take on this log's storage: a
     /// moving average over recent commits (each weighs 1/8), `None` before the first.
-    /// Tells a caller whether committing inline would block it for long.
+    /// Tells a caller whether committing inline would block it for long (now and then a
+    /// commit also writes a checkpoint or starts a segment, which takes longer).
     pub fn recent_commit_time(&self) -> Option<Duration> {
         match self.counters.commit_ns.load(Ordering::Relaxed) {
             0 => None,
@@ -357,12 +358,12 @@ impl Log {
         if q.closed || !q.sleeping || q.urgent > 0 {
             return Err(encoded);
         }
-        // Queue, then writer: the committer never waits for the queue while it holds the
-        // writer except to fail leftovers on close, and this only tries the writer.
-        let mut w = match self.writer.try_lock() {
-            Ok(w) => w,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Err(encoded),
+        // Queue, then writer: the committer does take the queue while it holds the writer
+        // (after a batch, and to fail leftovers on close), so this must only *try* the
+        // writer; blocking here could deadlock. A poisoned writer is left to the
+        // committer, which fails the log (`commit::lock_writer`).
+        let Ok(mut w) = self.writer.try_lock() else {
+            return Err(encoded);
         };
         // Only deferred appends are queued (nothing urgent): no control operations.
         let mut batch: Vec<Item> = q.items.drain(..).collect();
