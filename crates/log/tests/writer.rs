@@ -573,3 +573,48 @@ fn a_panic_during_an_inline_commit_fails_the_log_instead_of_going_on() {
     assert!(log.health().is_err());
     assert_eq!(outcome_tags(dir.path()), [1]);
 }
+
+#[test]
+fn a_panic_on_the_committer_thread_fails_appends_instead_of_hanging_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Every append goes through the committer thread.
+    cfg.inline_commit = false;
+    let panic_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inner = stepping_clock();
+    let flag = Arc::clone(&panic_now);
+    cfg.clock = Arc::new(move || {
+        assert!(
+            !flag.swap(false, std::sync::atomic::Ordering::SeqCst),
+            "clock broke"
+        );
+        inner()
+    });
+    let log = Arc::new(Log::open(cfg, key()).unwrap());
+    log.append(outcome(1)).unwrap();
+    panic_now.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Each append on a thread of its own, so that a hang fails the test instead of
+    // stalling it.
+    let append = |n: u64| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let _ = tx.send(log.append(outcome(n)).map(|a| a.seq));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("append {n} hung"))
+    };
+    let during = append(2);
+    assert!(during.is_err(), "{during:?}");
+    let after = append(3);
+    assert!(
+        matches!(&after, Err(e) if e.to_string().contains("panicked")),
+        "{after:?}"
+    );
+    assert!(log.health().is_err());
+    assert!(matches!(
+        poll_once(log.append_async(outcome(4))),
+        std::task::Poll::Ready(Err(_))
+    ));
+    assert_eq!(outcome_tags(dir.path()), [1]);
+}

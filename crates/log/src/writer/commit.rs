@@ -381,7 +381,7 @@ impl Writer {
         let slot = Arc::new(Slot::<Appended>::new());
         let mut one = vec![Item {
             op: Op::Append(encoded),
-            reply: Reply::Appended(Arc::clone(&slot)),
+            reply: Reply::Appended(super::Replier(Arc::clone(&slot))),
         }];
         let dummy = Shared {
             queue: Mutex::new(Queue::default()),

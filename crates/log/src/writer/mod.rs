@@ -29,7 +29,7 @@ use std::fs;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -205,7 +205,14 @@ impl Log {
         let (thread_shared, thread_writer) = (Arc::clone(&shared), Arc::clone(&writer));
         let thread = std::thread::Builder::new()
             .name("custody-log-commit".into())
-            .spawn(move || Writer::run(&thread_writer, &thread_shared))
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    Writer::run(&thread_writer, &thread_shared);
+                }));
+                if run.is_err() {
+                    committer_died(&thread_shared);
+                }
+            })
             .map_err(|e| LogError::Failed(format!("cannot start committer thread: {e}")))?;
         let log = Log {
             shared,
@@ -371,7 +378,7 @@ impl Log {
         let slot = Arc::new(Slot::<Appended>::new());
         batch.push(Item {
             op: Op::Append(encoded),
-            reply: Reply::Appended(Arc::clone(&slot)),
+            reply: Reply::Appended(Replier(Arc::clone(&slot))),
         });
         w.process(&mut batch, &self.shared);
         let due = Instant::now() + w.next_deadline();
@@ -412,7 +419,10 @@ impl Log {
     fn enqueue(&self, item: Item) -> Result<(), LogError> {
         let mut q = lock(&self.shared.queue);
         if q.closed {
-            return Err(LogError::Closed);
+            // Closed by `close`, or failed for good (the committer died).
+            return Err(lock(&self.shared.health)
+                .clone()
+                .unwrap_or(LogError::Closed));
         }
         if matches!(item.op, Op::Close) {
             q.closed = true;
@@ -553,8 +563,8 @@ struct Item {
 }
 
 enum Reply {
-    Appended(Arc<Slot<Appended>>),
-    Checkpoint(Arc<Slot<SignedCheckpoint>>),
+    Appended(Replier<Appended>),
+    Checkpoint(Replier<SignedCheckpoint>),
     /// A deferred append: nobody waits; a failure shows in the log's health.
     Deferred,
 }
@@ -562,6 +572,29 @@ enum Reply {
 struct Slot<T> {
     state: Mutex<SlotState<T>>,
     done: Condvar,
+    /// A result was delivered (it may since have been taken by the waiter).
+    completed: AtomicBool,
+}
+
+/// The committing side's handle on a [`Slot`]: if it is dropped without a result (a
+/// panic unwound the batch holding it, or its queue was dropped), the waiter gets an
+/// error instead of waiting forever.
+struct Replier<T>(Arc<Slot<T>>);
+
+impl<T> Replier<T> {
+    fn complete(&self, r: Result<T, LogError>) {
+        self.0.complete(r);
+    }
+}
+
+impl<T> Drop for Replier<T> {
+    fn drop(&mut self) {
+        if !self.0.completed.load(Ordering::Acquire) {
+            self.0.complete(Err(LogError::Failed(
+                "the log's committer stopped before this entry was written".into(),
+            )));
+        }
+    }
 }
 
 struct SlotState<T> {
@@ -578,13 +611,13 @@ trait IntoReply {
 
 impl IntoReply for Slot<Appended> {
     fn reply(slot: &Arc<Self>) -> Reply {
-        Reply::Appended(Arc::clone(slot))
+        Reply::Appended(Replier(Arc::clone(slot)))
     }
 }
 
 impl IntoReply for Slot<SignedCheckpoint> {
     fn reply(slot: &Arc<Self>) -> Reply {
-        Reply::Checkpoint(Arc::clone(slot))
+        Reply::Checkpoint(Replier(Arc::clone(slot)))
     }
 }
 
@@ -597,6 +630,7 @@ impl<T> Slot<T> {
                 blocked: false,
             }),
             done: Condvar::new(),
+            completed: AtomicBool::new(false),
         }
     }
 
@@ -604,6 +638,7 @@ impl<T> Slot<T> {
         let (waker, blocked) = {
             let mut st = lock(&self.state);
             st.result = Some(r);
+            self.completed.store(true, Ordering::Release);
             (st.waker.take(), st.blocked)
         };
         if blocked {
@@ -641,6 +676,28 @@ impl Reply {
     fn is_deferred(&self) -> bool {
         matches!(self, Reply::Deferred)
     }
+}
+
+/// The committer thread panicked (a bug): the log is failed for good. Queued entries
+/// are dropped (their waiters get an error), later appends are refused with the reason,
+/// and `close` reports it.
+fn committer_died(shared: &Shared) {
+    let e = LogError::Failed(
+        "the log's committer thread panicked; the log takes no more entries".into(),
+    );
+    {
+        let mut health = lock(&shared.health);
+        if health.is_none() {
+            *health = Some(e);
+        }
+    }
+    let dropped: Vec<Item> = {
+        let mut q = lock(&shared.queue);
+        q.closed = true;
+        q.urgent = 0;
+        q.items.drain(..).collect()
+    };
+    drop(dropped);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
