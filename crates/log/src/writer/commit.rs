@@ -292,6 +292,11 @@ impl Writer {
 
     /// Time until the next checkpoint or heartbeat is due.
     pub(super) fn next_deadline(&self) -> Duration {
+        if self.failed.is_some() {
+            // No timed checkpoint is written once failed; only queued work (errors to
+            // hand out, the close) wakes the committer.
+            return Duration::from_secs(3600);
+        }
         let heartbeat = self
             .cfg
             .heartbeat_every
