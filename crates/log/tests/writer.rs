@@ -541,22 +541,29 @@ fn mixed_concurrent_appends_inline_queued_and_deferred_make_one_chain() {
     verify_ok(dir.path());
 }
 
-#[test]
-fn a_panic_during_an_inline_commit_fails_the_log_instead_of_going_on() {
-    // The clock is the configurable code a commit runs; make it panic once, during an
-    // inline commit on this thread.
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config(dir.path());
+/// A stepping clock that panics on the first reading after the flag is set (the clock is
+/// the configurable code a commit runs).
+fn clock_that_can_panic() -> (custody_log::Clock, Arc<std::sync::atomic::AtomicBool>) {
     let panic_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let inner = stepping_clock();
     let flag = Arc::clone(&panic_now);
-    cfg.clock = Arc::new(move || {
+    let clock: custody_log::Clock = Arc::new(move || {
         assert!(
             !flag.swap(false, std::sync::atomic::Ordering::SeqCst),
             "clock broke"
         );
         inner()
     });
+    (clock, panic_now)
+}
+
+#[test]
+fn a_panic_during_an_inline_commit_fails_the_log_instead_of_going_on() {
+    // The clock panics once, during an inline commit on this thread.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let (clock, panic_now) = clock_that_can_panic();
+    cfg.clock = clock;
     let log = Arc::new(Log::open(cfg, key()).unwrap());
     log.append(outcome(1)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -580,16 +587,8 @@ fn a_panic_on_the_committer_thread_fails_appends_instead_of_hanging_them() {
     let mut cfg = config(dir.path());
     // Every append goes through the committer thread.
     cfg.inline_commit = false;
-    let panic_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let inner = stepping_clock();
-    let flag = Arc::clone(&panic_now);
-    cfg.clock = Arc::new(move || {
-        assert!(
-            !flag.swap(false, std::sync::atomic::Ordering::SeqCst),
-            "clock broke"
-        );
-        inner()
-    });
+    let (clock, panic_now) = clock_that_can_panic();
+    cfg.clock = clock;
     let log = Arc::new(Log::open(cfg, key()).unwrap());
     log.append(outcome(1)).unwrap();
     panic_now.store(true, std::sync::atomic::Ordering::SeqCst);
