@@ -237,10 +237,7 @@ impl Writer {
                 if !take && now < due {
                     // While lingering (after a batch), deferred appends are queued without
                     // a wake-up and taken at the latest when it ends.
-                    let until = match q.linger_until {
-                        Some(t) if q.lingering => due.min(t),
-                        _ => due,
-                    };
+                    let until = q.linger_until.map_or(due, |t| due.min(t));
                     q.sleeping = true;
                     q.sleep_until = Some(until);
                     let (guard, _) = shared
@@ -271,11 +268,7 @@ impl Writer {
                     }
                     return;
                 }
-                if linger > Duration::ZERO {
-                    let mut q = lock(&shared.queue);
-                    q.lingering = true;
-                    q.linger_until = Some(Instant::now() + linger);
-                }
+                lock(&shared.queue).linger(linger);
             }
             if w.failed.is_none()
                 && let Err(e) = w.timed_checkpoint()
@@ -662,10 +655,9 @@ pub(super) fn lock_writer<'a>(
 /// deferred entries are and their lingering time is over. Ends the lingering state
 /// once it is over.
 fn ready(q: &mut Queue) -> bool {
-    let lingering = q.lingering && q.linger_until.is_some_and(|t| Instant::now() < t);
-    if !lingering {
+    if q.linger_until.is_some_and(|t| Instant::now() >= t) {
         // From now on the first deferred append wakes the committer.
-        q.lingering = false;
+        q.linger_until = None;
     }
-    q.urgent > 0 || (!q.items.is_empty() && !lingering)
+    q.urgent > 0 || (!q.items.is_empty() && q.linger_until.is_none())
 }

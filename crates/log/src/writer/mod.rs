@@ -248,7 +248,7 @@ impl Log {
     /// Concurrent appends share one sync. An error means the entry is not
     /// in the log and must not be acted on.
     pub fn append(&self, body: EntryBody) -> Result<Appended, LogError> {
-        let encoded = match self.try_inline(body.encode()?) {
+        let encoded = match self.try_inline(body.encode()?, true) {
             Ok(done) => return done,
             Err(encoded) => encoded,
         };
@@ -283,11 +283,7 @@ impl Log {
     pub fn append_async_inline(&self, body: EntryBody, inline: bool) -> AppendFuture {
         let inner = match body.encode().map_err(LogError::from) {
             Err(e) => AppendFutureInner::Ready(Some(Err(e))),
-            Ok(encoded) => match if inline {
-                self.try_inline(encoded)
-            } else {
-                Err(encoded)
-            } {
+            Ok(encoded) => match self.try_inline(encoded, inline) {
                 Ok(done) => AppendFutureInner::Ready(Some(done)),
                 Err(encoded) => match self.submit(Op::Append(encoded)) {
                     Ok(slot) => AppendFutureInner::Waiting(slot),
@@ -357,8 +353,12 @@ impl Log {
     /// Deferred entries waiting in the queue go first, in the same batch. The
     /// committer keeps its promises: it is woken if its sleep would outlast the
     /// deferred entries' lingering time or the next checkpoint this commit made due.
-    fn try_inline(&self, encoded: String) -> Result<Result<Appended, LogError>, String> {
-        if !self.inline_commit {
+    fn try_inline(
+        &self,
+        encoded: String,
+        allowed: bool,
+    ) -> Result<Result<Appended, LogError>, String> {
+        if !(allowed && self.inline_commit) {
             return Err(encoded);
         }
         let mut q = lock(&self.shared.queue);
@@ -386,13 +386,8 @@ impl Log {
         drop(w);
 
         let mut q = lock(&self.shared.queue);
-        let mut needed = due;
-        if linger > Duration::ZERO {
-            let until = Instant::now() + linger;
-            q.lingering = true;
-            q.linger_until = Some(until);
-            needed = needed.min(until);
-        }
+        q.linger(linger);
+        let needed = q.linger_until.map_or(due, |t| due.min(t));
         let wake = q.sleeping && q.sleep_until.is_none_or(|t| t > needed);
         if wake {
             q.sleeping = false;
@@ -433,7 +428,7 @@ impl Log {
         // waiting); pushes while it writes ride the next batch, which it takes before it
         // sleeps again.
         let deferred = item.reply.is_deferred();
-        let wake = q.sleeping && (!deferred || !q.lingering);
+        let wake = q.sleeping && (!deferred || q.linger_until.is_none());
         if wake {
             q.sleeping = false;
         }
@@ -523,7 +518,7 @@ impl Counters {
         } else {
             old - old / 8 + sample / 8
         };
-        self.commit_ns.store(new.max(1), Ordering::Relaxed);
+        self.commit_ns.store(new, Ordering::Relaxed);
     }
 }
 
@@ -538,10 +533,9 @@ struct Queue {
     items: VecDeque<Item>,
     /// Queued items someone waits for (all but deferred appends).
     urgent: usize,
-    /// A batch was written less than `deferred_max_delay` ago (until
-    /// `linger_until`) and the committer will look at the queue again by then
-    /// without being woken.
-    lingering: bool,
+    /// Set after a batch, to `deferred_max_delay` later: until then the committer
+    /// will look at the queue again without being woken (deferred appends queue
+    /// silently). `None`: not lingering.
     linger_until: Option<Instant>,
     /// The committer is waiting on the condvar (and nobody has woken it yet).
     sleeping: bool,
@@ -681,6 +675,15 @@ impl Reply {
 /// The committer thread panicked (a bug): the log is failed for good. Queued entries
 /// are dropped (their waiters get an error), later appends are refused with the reason,
 /// and `close` reports it.
+impl Queue {
+    /// A batch was just written: linger for `delay` (no-op when zero).
+    fn linger(&mut self, delay: Duration) {
+        if delay > Duration::ZERO {
+            self.linger_until = Some(Instant::now() + delay);
+        }
+    }
+}
+
 fn committer_died(shared: &Shared) {
     let e = LogError::Failed(
         "the log's committer thread panicked; the log takes no more entries".into(),
