@@ -15,7 +15,7 @@ use custody_proxy::{
     LogSink, OutcomeRecord, SinkError,
 };
 
-use crate::metrics::{CommitLabels, Metrics, RequestLabels, ResultLabels};
+use crate::metrics::{Metrics, RequestLabels, ResultLabels};
 
 /// Grant id → sequence number of the entry that activated it.
 pub type Activations = Arc<Mutex<HashMap<String, u64>>>;
@@ -132,20 +132,17 @@ impl LogAdapter {
             self.inline_commit_under,
         );
         let fut = self.log.append_async_inline(body, inline);
-        let how = if fut.committed_inline() {
-            "inline"
-        } else {
-            "committer"
-        };
+        let inline_done = fut.committed_inline();
         let metrics = self.metrics.clone();
         Box::pin(async move {
             match fut.await {
                 Ok(appended) => {
                     metrics.log_append.observe(started.elapsed().as_secs_f64());
-                    metrics
-                        .log_commits
-                        .get_or_create(&CommitLabels { how: how.into() })
-                        .inc();
+                    if inline_done {
+                        metrics.log_commits_inline.inc();
+                    } else {
+                        metrics.log_commits_committer.inc();
+                    }
                     Ok(appended.seq)
                 }
                 Err(e) => {

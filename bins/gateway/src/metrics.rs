@@ -55,9 +55,11 @@ pub struct Metrics {
     pub log_failures: Counter,
     /// Open agent connections per agent thread.
     pub agent_connections: Family<ThreadLabels, Gauge>,
-    /// Awaited log appends made durable, by who wrote and synced them (failures are
-    /// `log_failures`).
-    pub log_commits: Family<CommitLabels, Counter>,
+    /// Awaited log appends made durable by the request's own agent thread
+    /// (`custody_log_commits_total{how="inline"}`; failures are `log_failures`).
+    pub log_commits_inline: Counter,
+    /// … and by the log's committer thread (`{how="committer"}`).
+    pub log_commits_committer: Counter,
 }
 
 impl Metrics {
@@ -71,6 +73,12 @@ impl Metrics {
         let log_failures = Counter::default();
         let agent_connections = Family::<ThreadLabels, Gauge>::default();
         let log_commits = Family::<CommitLabels, Counter>::default();
+        // Both series resolved once here, not per request on the hot path.
+        let [log_commits_inline, log_commits_committer] = ["inline", "committer"].map(|how| {
+            log_commits
+                .get_or_create(&CommitLabels { how: how.into() })
+                .clone()
+        });
         registry.register(
             "requests",
             "Agent requests by decision and service",
@@ -114,7 +122,8 @@ impl Metrics {
             broker_calls,
             log_failures,
             agent_connections,
-            log_commits,
+            log_commits_inline,
+            log_commits_committer,
         }
     }
 

@@ -733,19 +733,8 @@ fn agent_threads_serve_drain_and_seal() {
     // Connections are spread by load, not by address: once the clients above are gone,
     // four new connections land two on each thread, as the metrics show.
     let open_per_thread = |gateway: &Gateway| -> Vec<u64> {
-        let (status, metrics) = gateway.admin_get("/metrics");
-        assert_eq!(status, 200, "{metrics}");
         (0..2)
-            .map(|i| {
-                let series = format!("custody_agent_connections{{thread=\"{i}\"}} ");
-                metrics
-                    .lines()
-                    .find_map(|l| l.strip_prefix(&series))
-                    .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-                    .trim()
-                    .parse()
-                    .unwrap()
-            })
+            .map(|i| gateway.metric(&format!("custody_agent_connections{{thread=\"{i}\"}}")))
             .collect()
     };
     let settle = |gateway: &Gateway, want: &[u64]| {
@@ -814,15 +803,8 @@ fn a_lone_connection_commits_its_decisions_inline() {
         .gateway
         .agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
     let commits = |gateway: &Gateway| -> [u64; 2] {
-        let (status, metrics) = gateway.admin_get("/metrics");
-        assert_eq!(status, 200, "{metrics}");
-        ["inline", "committer"].map(|how| {
-            let series = format!("custody_log_commits_total{{how=\"{how}\"}} ");
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(&series))
-                .map_or(0, |v| v.trim().parse().unwrap())
-        })
+        ["inline", "committer"]
+            .map(|how| gateway.metric(&format!("custody_log_commits_total{{how=\"{how}\"}}")))
     };
     let ten_gets = "import boto3\ns3 = boto3.client('s3')\nok = 0\nfor i in range(10):\n    ok += s3.get_object(Bucket='reports', Key='q1/summary.txt')['Body'].read() != b''\nprint('gets', ok)";
     let run = || {

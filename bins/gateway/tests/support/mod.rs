@@ -279,6 +279,21 @@ approvals_required = 1
         (status, body)
     }
 
+    /// The value of one series in `/metrics`, e.g. `custody_agent_connections{thread="0"}`;
+    /// panics when it is absent.
+    pub fn metric(&self, series: &str) -> u64 {
+        let (status, metrics) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "{metrics}");
+        let prefix = format!("{series} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{series}: {e}"))
+    }
+
     /// SIGKILL the gateway.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
