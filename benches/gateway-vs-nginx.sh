@@ -19,7 +19,8 @@
 # at PROFILE_CONC connections, 8), SERVE (1 = start everything, write $WORK/env.sh, wait),
 # GEN_THREADS (generator threads, 1), GW_ENV (extra VAR=value words for the gateways'
 # environment, e.g. "TOKIO_WORKER_THREADS=1"), GW_AGENT_THREADS (the gateways' `[agent] threads`; unset: the gateway's default), GW_LOG (lines for
-# the gateways' `[log]` table, e.g. "inline_commit = false").
+# the gateways' `[log]` table, e.g. "inline_commit = false"), GATEWAY_BIN (a custody-gateway
+# binary to run instead of the release build, e.g. a copy built from another commit for A/B).
 # Traffic stays on 127.0.0.1. Not part of CI.
 set -euo pipefail
 
@@ -50,7 +51,7 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p custody-gateway -p custody-loadgen)
 fi
 TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-GATEWAY="$TARGET_DIR/release/custody-gateway"
+GATEWAY="${GATEWAY_BIN:-$TARGET_DIR/release/custody-gateway}"
 LOADGEN="$TARGET_DIR/release/custody-loadgen"
 
 # --- work dirs, pids, cleanup -----------------------------------------------------------

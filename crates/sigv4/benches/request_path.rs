@@ -25,7 +25,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use custody_sigv4::chunked::{ChunkDecoder, ChunkLimits, frame_chunk};
 use custody_sigv4::key::{SigningSecret, parse_amz_date};
-use custody_sigv4::resign::{UpstreamTarget, resign};
+use custody_sigv4::resign::{UpstreamTarget, resign, resign_with_aws_sigv4};
 use custody_sigv4::verify::{Verification, VerifyOptions, verify};
 
 fn now() -> SystemTime {
@@ -103,6 +103,11 @@ fn sigv4_request_path(c: &mut Criterion) {
     });
     g.bench_function("resign", |b| {
         b.iter(|| resign(black_box(&parts), &verified, &target, &creds, now()).unwrap())
+    });
+    g.bench_function("resign_with_aws_sigv4", |b| {
+        b.iter(|| {
+            resign_with_aws_sigv4(black_box(&parts), &verified, &target, &creds, now()).unwrap()
+        })
     });
     g.bench_function("verify_and_resign", |b| {
         b.iter(|| {

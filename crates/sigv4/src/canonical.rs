@@ -108,6 +108,30 @@ fn normalize_path(path: &str) -> String {
 /// joined with `&`. Pairs whose decoded name equals `skip` are left out (the presigned
 /// `X-Amz-Signature`).
 pub fn canonical_query(raw_query: &str, plus_as_space: bool, skip: Option<&str>) -> String {
+    canonical_query_with(raw_query, plus_as_space, skip, false)
+}
+
+/// The canonical query string of an outbound request, exactly as `aws-sigv4` computes it
+/// (it reads the query with `form_urlencoded`): `+` is a space, and decoded bytes that are
+/// not UTF-8 become U+FFFD before re-encoding. [`canonical_query`] keeps such bytes as sent,
+/// which is what the inbound check needs; re-signing must match what the SDKs sign.
+pub fn canonical_query_outbound(raw_query: &str) -> String {
+    canonical_query_with(raw_query, true, None, true)
+}
+
+fn canonical_query_with(
+    raw_query: &str,
+    plus_as_space: bool,
+    skip: Option<&str>,
+    lossy_utf8: bool,
+) -> String {
+    let encode_decoded = |bytes: Vec<u8>| {
+        if lossy_utf8 {
+            encode(String::from_utf8_lossy(&bytes).as_bytes())
+        } else {
+            encode(&bytes)
+        }
+    };
     let mut pairs: Vec<(String, String)> = Vec::new();
     for piece in raw_query.split('&') {
         if piece.is_empty() {
@@ -119,7 +143,7 @@ pub fn canonical_query(raw_query: &str, plus_as_space: bool, skip: Option<&str>)
             continue;
         }
         let v = decode(v, plus_as_space);
-        pairs.push((encode(&k), encode(&v)));
+        pairs.push((encode_decoded(k), encode_decoded(v)));
     }
     pairs.sort_unstable();
     let mut out = String::with_capacity(raw_query.len() + 16);
@@ -205,24 +229,42 @@ pub(crate) fn push_header_value(
             out.push(b',');
         }
         any = true;
-        push_trimmed(out, v.as_bytes());
+        push_trimmed(out, v.as_bytes(), is_inbound_space);
     }
     if !any
         && name == "host"
         && let Some(a) = authority
     {
-        push_trimmed(out, a.as_bytes());
+        push_trimmed(out, a.as_bytes(), is_inbound_space);
         return true;
     }
     any
 }
 
-fn push_trimmed(out: &mut Vec<u8>, v: &[u8]) {
-    let ws = |c: &u8| *c == b' ' || *c == b'\t' || *c == b'\r' || *c == b'\n';
+/// Appends the canonical value of outbound header `name` as `aws-sigv4` computes it: every
+/// value with leading and trailing spaces cut and inner runs of spaces folded to one (spaces
+/// only: tabs are kept, as `aws-sigv4` keeps them), joined with `,`.
+pub(crate) fn push_outbound_header_value(out: &mut Vec<u8>, headers: &HeaderMap, name: &str) {
+    for (i, v) in headers.get_all(name).iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_trimmed(out, v.as_bytes(), |c| c == b' ');
+    }
+}
+
+/// What the inbound check folds as whitespace in header values.
+fn is_inbound_space(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == b'\r' || c == b'\n'
+}
+
+/// Appends `v` without leading or trailing `is_space` bytes, each inner run folded to one
+/// space.
+fn push_trimmed(out: &mut Vec<u8>, v: &[u8], is_space: impl Fn(u8) -> bool) {
     let mut pending_space = false;
     let mut started = false;
-    for c in v {
-        if ws(c) {
+    for &c in v {
+        if is_space(c) {
             pending_space = started;
             continue;
         }
@@ -231,7 +273,7 @@ fn push_trimmed(out: &mut Vec<u8>, v: &[u8]) {
             pending_space = false;
         }
         started = true;
-        out.push(*c);
+        out.push(c);
     }
 }
 

@@ -64,9 +64,13 @@ impl SigningKey {
     /// Derives `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
     /// `date` is `YYYYMMDD`.
     pub fn derive(secret: &SigningSecret, date: &str, region: &str, service: &str) -> Self {
-        let mut k = Vec::with_capacity(4 + secret.0.len());
+        Self::derive_from(&secret.0, date, region, service)
+    }
+
+    fn derive_from(secret: &str, date: &str, region: &str, service: &str) -> Self {
+        let mut k = Vec::with_capacity(4 + secret.len());
         k.extend_from_slice(b"AWS4");
-        k.extend_from_slice(secret.0.as_bytes());
+        k.extend_from_slice(secret.as_bytes());
         let k_date = hmac(&k, date.as_bytes());
         let k_region = hmac(&k_date, region.as_bytes());
         let k_service = hmac(&k_region, service.as_bytes());
@@ -82,23 +86,33 @@ impl SigningKey {
     /// looked up), and the cache holds no secret in the clear. Per thread, so no lock;
     /// emptied when it passes 256 keys.
     pub fn derive_cached(secret: &SigningSecret, date: &str, region: &str, service: &str) -> Self {
+        Self::derive_cached_from(&secret.0, date, region, service)
+    }
+
+    /// [`SigningKey::derive_cached`] for a secret held elsewhere (the upstream credentials).
+    pub(crate) fn derive_cached_from(
+        secret: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> Self {
         thread_local! {
             static DERIVED: RefCell<HashMap<[u8; 32], SigningKey>> = RefCell::new(HashMap::new());
         }
         let mut name = Sha256::new();
-        for part in [secret.0.as_str(), date, region, service] {
+        for part in [secret, date, region, service] {
             name.update((part.len() as u64).to_be_bytes());
             name.update(part.as_bytes());
         }
         let name: [u8; 32] = name.finalize().into();
         DERIVED.with(|cell| {
             let Ok(mut keys) = cell.try_borrow_mut() else {
-                return Self::derive(secret, date, region, service);
+                return Self::derive_from(secret, date, region, service);
             };
             if let Some(k) = keys.get(&name) {
                 return k.clone();
             }
-            let k = Self::derive(secret, date, region, service);
+            let k = Self::derive_from(secret, date, region, service);
             if keys.len() >= 256 {
                 keys.clear();
             }

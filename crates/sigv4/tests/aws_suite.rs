@@ -15,8 +15,10 @@ mod common;
 
 use std::path::PathBuf;
 
+use aws_credential_types::Credentials;
 use custody_sigv4::canonical::PathCanonicalization;
 use custody_sigv4::key::{SigningSecret, sha256_hex};
+use custody_sigv4::resign::UpstreamTarget;
 use custody_sigv4::verify::{VerifyOptions, canonical_request, verify};
 
 fn suite_dir() -> PathBuf {
@@ -169,6 +171,25 @@ fn run(case: &str) {
         assert_eq!(verified.region, "us-east-1");
         assert_eq!(verified.service, "service");
         assert_eq!(verified.presigned, signed.starts_with("query"));
+
+        // Re-signing the verified request: the crate's own head signing equals aws-sigv4's.
+        let creds = Credentials::new(
+            "ASIAUPSTREAM",
+            "upstream/secret",
+            Some("tok".into()),
+            None,
+            "t",
+        );
+        for service in ["service", "s3"] {
+            let target = UpstreamTarget {
+                scheme: "https".into(),
+                host: "upstream.example:8443".into(),
+                region: "us-east-1".into(),
+                service: service.into(),
+            };
+            let diff = common::resign_difference(&parts, &verified, &target, &creds, now);
+            assert_eq!(diff, None, "{case} ({signed}) re-signed for {service}");
+        }
 
         for tampered in tamper(&raw) {
             let parts = to_parts(&tampered);

@@ -44,3 +44,68 @@ pub fn wire_target(raw: &str) -> String {
     }
     out
 }
+
+/// Re-signs `parts` both ways, with the crate's own head signing ([`resign`]) and with
+/// `aws-sigv4` ([`resign_with_aws_sigv4`]), and returns a description of the first difference
+/// (signature, path and query, or any header name or value), or `None` when they agree byte for
+/// byte (both failing counts as agreeing).
+///
+/// [`resign`]: custody_sigv4::resign::resign
+/// [`resign_with_aws_sigv4`]: custody_sigv4::resign::resign_with_aws_sigv4
+pub fn resign_difference(
+    parts: &http::request::Parts,
+    verified: &custody_sigv4::verify::Verified,
+    target: &custody_sigv4::resign::UpstreamTarget,
+    creds: &aws_credential_types::Credentials,
+    now: SystemTime,
+) -> Option<String> {
+    use custody_sigv4::resign::{resign, resign_with_aws_sigv4};
+    let ours = resign(parts, verified, target, creds, now);
+    let theirs = resign_with_aws_sigv4(parts, verified, target, creds, now);
+    let (ours, theirs) = match (ours, theirs) {
+        (Ok(o), Ok(t)) => (o, t),
+        (Err(_), Err(_)) => return None,
+        (o, t) => {
+            return Some(format!(
+                "one failed: ours {:?}, aws-sigv4 {:?}",
+                o.err(),
+                t.err()
+            ));
+        }
+    };
+    if ours.path_and_query != theirs.path_and_query {
+        return Some(format!(
+            "path and query: {} vs {}",
+            ours.path_and_query, theirs.path_and_query
+        ));
+    }
+    let list = |h: &http::HeaderMap| {
+        let mut v: Vec<(String, Vec<u8>)> = h
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (o, t) = (list(&ours.headers), list(&theirs.headers));
+    if o != t {
+        let show = |v: &[(String, Vec<u8>)]| {
+            v.iter()
+                .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v)))
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        };
+        return Some(format!(
+            "headers:\n  {}\nvs aws-sigv4:\n  {}",
+            show(&o),
+            show(&t)
+        ));
+    }
+    if ours.signature != theirs.signature {
+        return Some(format!(
+            "signature {} vs {}",
+            ours.signature, theirs.signature
+        ));
+    }
+    None
+}
