@@ -1,9 +1,9 @@
 //! Layer 5: re-sign for upstream. Scoped credentials for the grant from the
 //! [`CredentialSource`](crate::seams::CredentialSource), the upstream endpoint from
-//! configuration (never from the request), the signature from `aws-sigv4`. The body is
-//! verified as it is forwarded: each aws-chunked chunk is checked, then re-signed; a hash
-//! body's last bytes are held until the hash matches. A bad body aborts the upstream
-//! request, so the upstream never sees it whole.
+//! configuration (never from the request), the signature from `custody_sigv4::resign`.
+//! The body is verified as it is forwarded: each aws-chunked chunk is checked, then
+//! re-signed; a hash body's last bytes are held until the hash matches. A bad body aborts
+//! the upstream request, so the upstream never sees it whole.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
