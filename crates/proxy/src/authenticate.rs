@@ -146,7 +146,7 @@ fn check_head(
     let found: RefCell<Option<GrantEntry>> = RefCell::new(None);
     let lookup = |akid: &str| {
         let entry = shared.grants.lookup(akid)?;
-        let secret = SigningSecret::new(entry.secret.to_string());
+        let secret = SigningSecret::new(Arc::clone(&entry.secret));
         *found.borrow_mut() = Some(entry);
         Some(secret)
     };

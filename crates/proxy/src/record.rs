@@ -35,8 +35,8 @@ async fn record<S: Inner>(
     let Some(mut ctx) = req.extensions_mut().remove::<RequestCtx>() else {
         return Ok(missing_context());
     };
-    let reason = ctx.reason.clone().unwrap_or_else(|| "allowed".into());
-    let record = decision_record(&ctx, true, reason);
+    let reason = ctx.reason.take().unwrap_or_else(|| "allowed".into());
+    let record = decision_record(&mut ctx, true, reason);
     let seq = match shared.sink.record_decision(record).await {
         Ok(seq) => seq,
         Err(e) => {
@@ -94,8 +94,8 @@ async fn record<S: Inner>(
 /// Record a denial and answer it. Nothing is forwarded. If the denial cannot be recorded
 /// the agent is still refused (with the same answer); the sink's health reports the
 /// failure.
-pub async fn refuse(shared: &Shared, ctx: RequestCtx, refusal: Refusal) -> Response<ProxyBody> {
-    let record = decision_record(&ctx, false, refusal.message.clone());
+pub async fn refuse(shared: &Shared, mut ctx: RequestCtx, refusal: Refusal) -> Response<ProxyBody> {
+    let record = decision_record(&mut ctx, false, refusal.message.clone());
     if let Err(e) = shared.sink.record_decision(record).await {
         tracing::error!(error = %e, request_id = %ctx.request_id, "could not record a denial");
     }
@@ -103,7 +103,9 @@ pub async fn refuse(shared: &Shared, ctx: RequestCtx, refusal: Refusal) -> Respo
     refusal.into_response(ctx.format, &ctx.request_id)
 }
 
-fn decision_record(ctx: &RequestCtx, allowed: bool, reason: String) -> DecisionRecord {
+/// The decision as the sink records it. Takes the access request out of `ctx` (nothing
+/// after the record reads it) rather than copying it.
+fn decision_record(ctx: &mut RequestCtx, allowed: bool, reason: String) -> DecisionRecord {
     DecisionRecord {
         request_id: ctx.request_id.clone(),
         received_at: ctx.received_at,
@@ -116,7 +118,7 @@ fn decision_record(ctx: &RequestCtx, allowed: bool, reason: String) -> DecisionR
             .map(|c| c.service.clone())
             .or_else(|| ctx.verified.as_ref().map(|v| v.service.clone())),
         operation: ctx.classification.as_ref().map(|c| c.operation.clone()),
-        access: ctx.access.clone().unwrap_or_else(|| AccessRequest {
+        access: ctx.access.take().unwrap_or_else(|| AccessRequest {
             actions: Vec::new(),
             region: ctx.verified.as_ref().map(|v| v.region.clone()),
             source_ip: Some(ctx.source.ip()),

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use custody_sigv4::resign::{ForwardBody, UpstreamTarget, resign};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame};
 use tower::{Layer, Service};
@@ -57,19 +58,16 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<ProxyBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ProxyBody>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Box::pin(async move {
-            let Some(ctx) = req.extensions().get::<RequestCtx>().cloned() else {
+            // Taken out, not copied: the upstream request is built anew, without them.
+            let Some(ctx) = req.extensions_mut().remove::<RequestCtx>() else {
                 return Ok(crate::classify::missing_context());
             };
-            let bytes_in = req
-                .extensions()
-                .get::<BytesIn>()
-                .cloned()
-                .unwrap_or_default();
+            let bytes_in = req.extensions_mut().remove::<BytesIn>().unwrap_or_default();
             let format = ctx.format;
             let request_id = ctx.request_id.clone();
             match prepare(&shared, &ctx, req, bytes_in).await {
@@ -129,8 +127,8 @@ async fn prepare(
     let sigv4_target = UpstreamTarget {
         scheme: target.scheme.as_str().to_owned(),
         host: target.authority.as_str().to_owned(),
-        region: target.region.clone(),
-        service: target.signing_name.clone(),
+        region: target.region,
+        service: target.signing_name,
     };
     let now = shared.clock.now();
     let resigned = resign(&parts, verified, &sigv4_target, &credentials, now).map_err(|e| {
@@ -139,17 +137,21 @@ async fn prepare(
             format!("cannot re-sign the request: {e}"),
         )
     })?;
-    let uri: Uri = format!(
-        "{}://{}{}",
-        sigv4_target.scheme, sigv4_target.host, resigned.path_and_query
-    )
-    .parse()
-    .map_err(|e| {
+    let bad_url = |e: &dyn std::fmt::Display| {
         Refusal::new(
             RefusalKind::InvalidRequest,
             format!("cannot build the upstream url: {e}"),
         )
-    })?;
+    };
+    // From its parsed parts: only the path and query are new.
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(target.scheme);
+    uri.authority = Some(target.authority);
+    uri.path_and_query = Some(
+        PathAndQuery::from_maybe_shared(Bytes::from(resigned.path_and_query))
+            .map_err(|e| bad_url(&e))?,
+    );
+    let uri = Uri::from_parts(uri).map_err(|e| bad_url(&e))?;
     let failure: BodyFailure = Arc::default();
     let body = match resigned.chunk_resigner {
         // Buffered and checked whole by the authenticate layer, nothing to re-frame: send

@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use hmac::{KeyInit, Mac};
@@ -11,13 +12,13 @@ use time::{Month, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
-/// A grant's secret access key. `Debug` redacts it.
+/// A grant's secret access key. `Debug` redacts it. Shared, not copied, when cloned.
 #[derive(Clone)]
-pub struct SigningSecret(String);
+pub struct SigningSecret(Arc<str>);
 
 impl SigningSecret {
     /// Wraps a secret access key.
-    pub fn new(secret_access_key: impl Into<String>) -> Self {
+    pub fn new(secret_access_key: impl Into<Arc<str>>) -> Self {
         Self(secret_access_key.into())
     }
 

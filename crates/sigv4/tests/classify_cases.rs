@@ -440,6 +440,17 @@ mod classify {
             s3("GET", "/bucket/%FF", &[]),
             Err(ClassifyError::Malformed { .. })
         ));
+        // Malformed also when no operation survives the query keys, and before the
+        // query keys are judged.
+        for bad in [
+            "/bucket/%FF?x-id=NoSuchOperation",
+            "/bucket/%FF?newSubresource",
+        ] {
+            assert!(
+                matches!(s3("GET", bad, &[]), Err(ClassifyError::Malformed { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::data::{Loc, OpData, Service, registry};
 use super::json::parse_strict;
 use super::request::{Params, content_type, header};
 use super::resources::{ArnCtx, MemberValue, eval_groups, partition};
-use super::route::split_path;
+use super::route::{Template, split_path};
 use super::{
     ActionOnResources, Classification, ClassifyError, ClassifyInput, ErrorFormat, Protocol,
     handlers,
@@ -316,16 +316,20 @@ pub(crate) fn route(
 ) -> Result<(&'static OpData, Labels), ClassifyError> {
     let raw = split_path(path)?;
     let xid = query.get("x-id")?;
-    // (specificity, operation, labels): more discriminators, then more literal segments,
-    // then not a deprecated alias.
-    let mut best: Vec<((usize, usize, bool), &'static OpData, Labels)> = Vec::new();
+    // (specificity, operation, template): more discriminators, then more literal segments,
+    // then not a deprecated alias. Labels are decoded for the chosen operation only: one
+    // S3 object path has the shape of a dozen operations told apart by query keys, and
+    // decoding the labels of each showed in profiles.
+    let mut best: Vec<((usize, usize, bool), &'static OpData, &'static Template)> = Vec::new();
+    let mut first_shape: Option<&'static Template> = None;
     for (i, template) in service.routes(method.as_str()) {
         let Some(op) = service.data.operations.get(*i) else {
             continue;
         };
-        let Some(labels) = template.matches(&raw)? else {
+        if !template.shape_matches(&raw) {
             continue;
-        };
+        }
+        first_shape.get_or_insert(template);
         let mut disc_ok = true;
         for (k, v) in &op.disc {
             let ok = match v {
@@ -351,16 +355,21 @@ pub(crate) fn route(
             continue;
         }
         let score = (op.disc.len(), template.literals(), op.alias.is_none());
-        best.push((score, op, labels));
+        best.push((score, op, template));
     }
     best.sort_by_key(|b| std::cmp::Reverse(b.0));
     let mut it = best.into_iter();
-    let Some((score, op, labels)) = it.next() else {
+    let Some((score, op, template)) = it.next() else {
+        // A path whose labels do not decode is malformed, whatever it matches or not.
+        if let Some(t) = first_shape {
+            t.labels(&raw)?;
+        }
         return Err(ClassifyError::Unrecognised {
             service: service.data.service.clone(),
             reason: format!("no operation matches `{method} {path}`"),
         });
     };
+    let labels = template.labels(&raw)?;
     if let Some((next, other, _)) = it.next()
         && next == score
     {

@@ -65,17 +65,10 @@ impl Template {
             .count()
     }
 
-    /// Matches raw path segments; returns the decoded label values.
-    ///
-    /// The shape is checked first, without allocating: most candidate templates fail on a
-    /// literal, and decoding labels for each of them showed up in profiles.
-    pub(crate) fn matches(
-        &self,
-        raw: &[&str],
-    ) -> Result<Option<Vec<(String, String)>>, ClassifyError> {
-        if !self.shape_matches(raw) {
-            return Ok(None);
-        }
+    /// The decoded label values of `raw`, which has this template's shape
+    /// ([`Template::shape_matches`]; checked first, without allocating: most candidate
+    /// templates fail on a literal or a discriminator).
+    pub(crate) fn labels(&self, raw: &[&str]) -> Result<Vec<(String, String)>, ClassifyError> {
         let mut labels = Vec::new();
         for (i, seg) in self.segs.iter().enumerate() {
             match seg {
@@ -92,12 +85,12 @@ impl Template {
                 }
             }
         }
-        Ok(Some(labels))
+        Ok(labels)
     }
 
     /// Whether `raw` has this template's shape: literals equal, labels non-empty, a greedy
     /// label with something to take, and no extra segments (but one trailing slash).
-    fn shape_matches(&self, raw: &[&str]) -> bool {
+    pub(crate) fn shape_matches(&self, raw: &[&str]) -> bool {
         for (i, seg) in self.segs.iter().enumerate() {
             match seg {
                 Seg::Literal(l) => {
@@ -160,10 +153,9 @@ mod tests {
     use super::*;
 
     fn m(t: &str, p: &str) -> Option<Vec<(String, String)>> {
-        Template::parse(t)
-            .unwrap()
-            .matches(&split_path(p).unwrap())
-            .unwrap()
+        let t = Template::parse(t).unwrap();
+        let raw = split_path(p).unwrap();
+        t.shape_matches(&raw).then(|| t.labels(&raw).unwrap())
     }
 
     #[test]
