@@ -48,6 +48,15 @@ impl Fingerprint {
             task_id: req.task_id.clone(),
         }
     }
+
+    /// Whether `req` would be issued the same credentials (compared in place: this runs
+    /// on every request, and the session policy can be kilobytes).
+    fn is_for(&self, req: &GrantCredentialsRequest) -> bool {
+        self.role_arn == req.role_arn
+            && self.session_policy == req.session_policy
+            && self.source_identity == req.source_identity
+            && self.task_id == req.task_id
+    }
 }
 
 impl Cached {
@@ -58,17 +67,26 @@ impl Cached {
         now: SystemTime,
         min_validity: Duration,
     ) -> bool {
-        self.issued_for == Fingerprint::of(req)
-            && now < req.expires_at
-            && now + min_validity < self.sts_expiry
+        self.issued_for.is_for(req) && now < req.expires_at && now + min_validity < self.sts_expiry
     }
 
-    /// The credentials to hand out for `req`: expiry capped at the grant's.
+    /// The credentials to hand out for `req`: expiry capped at the grant's. Shared (not
+    /// copied) when the stored ones already carry that expiry: see [`Cached::capped_for`].
     pub(crate) fn serve(&self, req: &GrantCredentialsRequest) -> Credentials {
-        let mut creds = self.creds.clone();
         let expiry = self.sts_expiry.min(req.expires_at);
-        *creds.expiry_mut() = Some(expiry);
+        let mut creds = self.creds.clone();
+        if creds.expiry() != Some(expiry) {
+            *creds.expiry_mut() = Some(expiry);
+        }
         creds
+    }
+
+    /// Stores the credentials with their expiry capped for the grant that asked, so that
+    /// serving them to its next requests is a reference count, not a copy.
+    pub(crate) fn capped_for(mut self, req: &GrantCredentialsRequest) -> Self {
+        let expiry = self.sts_expiry.min(req.expires_at);
+        *self.creds.expiry_mut() = Some(expiry);
+        self
     }
 }
 
@@ -82,7 +100,8 @@ pub(crate) struct Slot {
 
 #[derive(Debug, Default)]
 struct SlotState {
-    current: Option<Cached>,
+    /// Shared with the requests reading it: a lookup is a reference count.
+    current: Option<Arc<Cached>>,
     revoked: bool,
 }
 
@@ -92,7 +111,7 @@ impl Slot {
     }
 
     /// The cached credentials, or `Revoked` if the grant was revoked.
-    pub(crate) fn current(&self, grant_id: &str) -> Result<Option<Cached>, BrokerError> {
+    pub(crate) fn current(&self, grant_id: &str) -> Result<Option<Arc<Cached>>, BrokerError> {
         let state = self.state();
         if state.revoked {
             return Err(BrokerError::Revoked {
@@ -110,7 +129,7 @@ impl Slot {
                 grant_id: grant_id.to_owned(),
             });
         }
-        state.current = Some(cached);
+        state.current = Some(Arc::new(cached));
         Ok(())
     }
 
@@ -118,6 +137,7 @@ impl Slot {
     /// a struggling STS is not asked on every request.
     pub(crate) fn postpone_refresh(&self, until: SystemTime) {
         if let Some(current) = self.state().current.as_mut() {
+            let current = Arc::make_mut(current);
             current.refresh_at = current.refresh_at.max(until);
         }
     }
@@ -170,15 +190,20 @@ impl Cache {
                 grant_id: req.grant_id.clone(),
             });
         }
-        let entry = inner
-            .slots
-            .entry(req.grant_id.clone())
-            .or_insert_with(|| Entry {
-                slot: Arc::default(),
+        // Looked up before inserting: the map's key is only copied for a new grant.
+        if let Some(entry) = inner.slots.get_mut(&req.grant_id) {
+            entry.grant_expires_at = req.expires_at;
+            return Ok(Arc::clone(&entry.slot));
+        }
+        let slot = Arc::new(Slot::default());
+        inner.slots.insert(
+            req.grant_id.clone(),
+            Entry {
+                slot: Arc::clone(&slot),
                 grant_expires_at: req.expires_at,
-            });
-        entry.grant_expires_at = req.expires_at;
-        Ok(Arc::clone(&entry.slot))
+            },
+        );
+        Ok(slot)
     }
 
     /// Drop the grant's credentials and refuse it from now on.

@@ -218,6 +218,7 @@ impl StsBroker {
         }
         match self.assume(req, now).await {
             Ok(cached) => {
+                let cached = cached.capped_for(req);
                 let creds = cached.serve(req);
                 slot.store(&req.grant_id, cached)?;
                 Ok(creds)
