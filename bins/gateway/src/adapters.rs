@@ -15,7 +15,7 @@ use custody_proxy::{
     LogSink, OutcomeRecord, SinkError,
 };
 
-use crate::metrics::{Metrics, RequestLabels, ResultLabels};
+use crate::metrics::{Metrics, RequestLabels};
 
 /// Grant id → sequence number of the entry that activated it.
 pub type Activations = Arc<Mutex<HashMap<String, u64>>>;
@@ -173,9 +173,10 @@ pub struct BrokerSource {
     pub broker: Arc<dyn RoleBroker>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Session policies already rendered, by grant id: a grant's scope never changes, and
-    /// rendering it per request showed up in profiles.
-    pub policies: Mutex<HashMap<String, Arc<str>>>,
+    /// Broker requests already built, by grant id: a grant's role, identity, task, expiry
+    /// and scope never change, and rendering the session policy (and copying it and the
+    /// rest into a request) per request showed up in profiles.
+    pub requests: Mutex<HashMap<String, Arc<GrantCredentialsRequest>>>,
 }
 
 impl BrokerSource {
@@ -184,59 +185,57 @@ impl BrokerSource {
         Self {
             broker,
             metrics,
-            policies: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
         }
     }
 
-    fn session_policy(&self, grant: &Grant) -> Result<Arc<str>, custody_grant::PolicyTooLarge> {
+    fn request_for(
+        &self,
+        grant: &Grant,
+    ) -> Result<Arc<GrantCredentialsRequest>, custody_grant::PolicyTooLarge> {
         let id = grant.id.as_str();
-        if let Some(p) = self
-            .policies
+        if let Some(r) = self
+            .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
         {
-            return Ok(p.clone());
+            return Ok(Arc::clone(r));
         }
-        let rendered: Arc<str> = Arc::from(grant.session_policy()?);
-        let mut cache = self.policies.lock().unwrap_or_else(PoisonError::into_inner);
+        let request = Arc::new(GrantCredentialsRequest {
+            grant_id: id.to_owned(),
+            role_arn: grant.role_arn.clone(),
+            session_policy: Some(grant.session_policy()?),
+            source_identity: grant.identity.clone(),
+            task_id: grant.task.id.clone(),
+            expires_at: grant.expires_at.into(),
+        });
+        let mut cache = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         // Bounded: forget everything rather than grow without limit.
         if cache.len() >= 10_000 {
             cache.clear();
         }
-        cache.insert(id.to_owned(), rendered.clone());
-        Ok(rendered)
+        cache.insert(id.to_owned(), Arc::clone(&request));
+        Ok(request)
     }
 }
 
 impl CredentialSource for BrokerSource {
     fn credentials(&self, grant: &Grant) -> BoxFuture<'_, Result<Credentials, CredentialError>> {
-        let grant_id = grant.id.as_str().to_owned();
-        let policy = self.session_policy(grant);
-        let request = policy.map(|p| GrantCredentialsRequest {
-            grant_id: grant_id.clone(),
-            role_arn: grant.role_arn.clone(),
-            session_policy: Some(p.to_string()),
-            source_identity: grant.identity.clone(),
-            task_id: grant.task.id.clone(),
-            expires_at: grant.expires_at.into(),
+        let request = self.request_for(grant).map_err(|e| CredentialError {
+            grant_id: grant.id.as_str().to_owned(),
+            message: e.to_string(),
+            retryable: false,
         });
         Box::pin(async move {
-            let request = request.map_err(|e| CredentialError {
-                grant_id: grant_id.clone(),
-                message: e.to_string(),
-                retryable: false,
-            })?;
+            let request = request?;
             let result = self.broker.credentials(&request).await;
-            let label = if result.is_ok() { "ok" } else { "error" };
-            self.metrics
-                .broker_calls
-                .get_or_create(&ResultLabels {
-                    result: label.into(),
-                })
-                .inc();
+            match &result {
+                Ok(_) => self.metrics.broker_calls_ok.inc(),
+                Err(_) => self.metrics.broker_calls_error.inc(),
+            };
             result.map_err(|e| CredentialError {
-                grant_id,
+                grant_id: request.grant_id.clone(),
                 message: e.to_string(),
                 retryable: e.is_retryable(),
             })
@@ -286,7 +285,130 @@ impl RoleBroker for BaseCredentials {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
     use super::*;
+    use std::time::SystemTime;
+
+    /// Records the requests it is asked for; fails for grants whose task is `fail`.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<GrantCredentialsRequest>>);
+
+    impl RoleBroker for Recording {
+        fn credentials<'a>(
+            &'a self,
+            req: &'a GrantCredentialsRequest,
+        ) -> custody_broker::CredentialsFuture<'a> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(req.clone());
+            let fail = req.task_id == "fail";
+            Box::pin(async move {
+                if fail {
+                    Err(custody_broker::BrokerError::Revoked {
+                        grant_id: req.grant_id.clone(),
+                    })
+                } else {
+                    Ok(Credentials::new("ASIA", "secret", None, None, "test"))
+                }
+            })
+        }
+
+        fn revoke(&self, _grant_id: &str) {}
+    }
+
+    fn grant(identity: &str, task: &str, role: &str, statement_sid: &str) -> Grant {
+        let scope = custody_grant::Scope::from_iam_json(&format!(
+            r#"{{"Version": "2012-10-17", "Statement": [{{"Sid": "{statement_sid}",
+                "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}}]}}"#
+        ))
+        .expect("scope");
+        let now = time::OffsetDateTime::now_utc();
+        Grant::issue(
+            custody_grant::GrantRequest {
+                identity: identity.into(),
+                task: custody_grant::Task {
+                    id: task.into(),
+                    intent: "test".into(),
+                },
+                requester: "alice".into(),
+                role_arn: role.into(),
+                regions: vec!["us-east-1".into()],
+                scope,
+                not_before: None,
+                ttl: time::Duration::minutes(30),
+                approval_policy: custody_grant::ApprovalPolicy {
+                    required: 0,
+                    approvers: Vec::new(),
+                },
+                request_budget: None,
+            },
+            &custody_grant::Limits {
+                default_max_ttl: time::Duration::hours(1),
+                max_ttl_by_role: Default::default(),
+            },
+            now,
+        )
+        .expect("issue")
+        .grant
+    }
+
+    /// Broker requests are built once per grant and reused, and each grant's request is its
+    /// own (ids, role, identity, task, expiry, session policy), however the calls
+    /// interleave; both results are counted.
+    #[tokio::test]
+    async fn broker_requests_are_built_once_per_grant_and_never_mixed_up() {
+        let broker = Arc::new(Recording::default());
+        let metrics = Arc::new(Metrics::new());
+        let source = BrokerSource::new(broker.clone(), metrics.clone());
+        let a = grant("agent:a", "t-a", "arn:aws:iam::123456789012:role/a", "ForA");
+        let b = grant("agent:b", "t-b", "arn:aws:iam::123456789012:role/b", "ForB");
+        let failing = grant(
+            "agent:c",
+            "fail",
+            "arn:aws:iam::123456789012:role/c",
+            "ForC",
+        );
+        for g in [&a, &b, &a, &b, &a] {
+            source.credentials(g).await.expect("credentials");
+        }
+        let err = source.credentials(&failing).await.expect_err("refused");
+        assert_eq!(err.grant_id, failing.id.as_str());
+        assert!(!err.retryable);
+
+        let seen = broker
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        assert_eq!(seen.len(), 6);
+        for (req, g) in seen.iter().zip([&a, &b, &a, &b, &a, &failing]) {
+            assert_eq!(req.grant_id, g.id.as_str());
+            assert_eq!(req.role_arn, g.role_arn);
+            assert_eq!(req.source_identity, g.identity);
+            assert_eq!(req.task_id, g.task.id);
+            assert_eq!(req.expires_at, SystemTime::from(g.expires_at));
+            assert_eq!(
+                req.session_policy.as_deref(),
+                Some(g.session_policy().expect("policy").as_str())
+            );
+        }
+        assert_eq!(
+            source
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len(),
+            3
+        );
+        assert_eq!(metrics.broker_calls_ok.get(), 5);
+        assert_eq!(metrics.broker_calls_error.get(), 1);
+    }
 
     #[test]
     fn inline_commits_for_a_lone_connection_or_a_fast_log_on_agent_threads_only() {

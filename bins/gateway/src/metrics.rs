@@ -49,8 +49,11 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     /// Seconds for a durable log append.
     pub log_append: Histogram,
-    /// Credential lookups through the broker, by result.
-    pub broker_calls: Family<ResultLabels, Counter>,
+    /// Credential lookups through the broker that succeeded
+    /// (`custody_broker_calls_total{result="ok"}`).
+    pub broker_calls_ok: Counter,
+    /// … and that failed (`{result="error"}`).
+    pub broker_calls_error: Counter,
     /// Failed log appends (each one refused a request or lost an outcome).
     pub log_failures: Counter,
     /// Open agent connections per agent thread.
@@ -73,10 +76,17 @@ impl Metrics {
         let log_failures = Counter::default();
         let agent_connections = Family::<ThreadLabels, Gauge>::default();
         let log_commits = Family::<CommitLabels, Counter>::default();
-        // Both series resolved once here, not per request on the hot path.
+        // Per-request series resolved once here, not by label on the hot path.
         let [log_commits_inline, log_commits_committer] = ["inline", "committer"].map(|how| {
             log_commits
                 .get_or_create(&CommitLabels { how: how.into() })
+                .clone()
+        });
+        let [broker_calls_ok, broker_calls_error] = ["ok", "error"].map(|result| {
+            broker_calls
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
                 .clone()
         });
         registry.register(
@@ -119,7 +129,8 @@ impl Metrics {
             requests,
             upstream_latency,
             log_append,
-            broker_calls,
+            broker_calls_ok,
+            broker_calls_error,
             log_failures,
             agent_connections,
             log_commits_inline,
