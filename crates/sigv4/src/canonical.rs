@@ -1,6 +1,8 @@
 //! SigV4 canonical forms: URI path, query string and headers, rebuilt from the request
 //! exactly as the client sent it.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 
 /// How the canonical URI path is derived from the raw path the client sent.
@@ -44,28 +46,26 @@ pub fn is_s3_family(signing_name: &str) -> bool {
 }
 
 /// The canonical URI for `raw_path` (the path exactly as received, still percent-encoded).
-pub fn canonical_path(raw_path: &str, rule: PathCanonicalization) -> String {
+/// Borrowed when it is the path as sent (S3).
+pub fn canonical_path(raw_path: &str, rule: PathCanonicalization) -> Cow<'_, str> {
     let path = if raw_path.is_empty() { "/" } else { raw_path };
-    let normalized;
-    let path = if rule.normalize {
-        normalized = normalize_path(path);
-        normalized.as_str()
+    let path: Cow<'_, str> = if rule.normalize {
+        Cow::Owned(normalize_path(path))
     } else {
-        path
+        Cow::Borrowed(path)
     };
-    if rule.double_encode {
-        let mut out = String::with_capacity(path.len() + 8);
-        for &b in path.as_bytes() {
-            if b == b'/' || is_unreserved(b) {
-                out.push(char::from(b));
-            } else {
-                push_pct(&mut out, b);
-            }
-        }
-        out
-    } else {
-        path.to_owned()
+    if !rule.double_encode {
+        return path;
     }
+    let mut out = String::with_capacity(path.len() + 8);
+    for &b in path.as_bytes() {
+        if b == b'/' || is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            push_pct(&mut out, b);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// RFC 3986 5.2.4 dot-segment removal plus empty-segment collapsing, the way AWS services

@@ -761,7 +761,12 @@ fn canonical_request_head(
     out.push(b'\n');
     let authority = parts.uri.authority().map(|a| a.as_str());
     for name in auth.signed_headers.split(';') {
-        let lower = name.to_ascii_lowercase();
+        // SDKs send the names lower-case already: copy only when they are not.
+        let lower = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        };
         out.extend_from_slice(lower.as_bytes());
         out.push(b':');
         push_header_value(&mut out, &parts.headers, &lower, authority);
@@ -779,13 +784,27 @@ fn check_signature(
     creq: &[u8],
     given: &[u8; 32],
 ) -> Result<(), AuthError> {
-    let sts = format!(
-        "AWS4-HMAC-SHA256\n{}\n{}\n{}",
-        amz_date,
-        verified.scope(),
-        hex32(&sha256(creq))
-    );
-    let expected = verified.signing_key.sign(sts.as_bytes());
+    // One buffer for the string to sign (this runs for every request).
+    let mut sts = Vec::with_capacity(160);
+    sts.extend_from_slice(b"AWS4-HMAC-SHA256\n");
+    sts.extend_from_slice(amz_date.as_bytes());
+    sts.push(b'\n');
+    sts.extend_from_slice(verified.amz_date.get(..8).unwrap_or_default().as_bytes());
+    for part in [
+        verified.region.as_str(),
+        verified.service.as_str(),
+        "aws4_request",
+    ] {
+        sts.push(b'/');
+        sts.extend_from_slice(part.as_bytes());
+    }
+    sts.push(b'\n');
+    let mut digest_hex = [0u8; 64];
+    // A 32-byte digest always fits 64 hex digits; on the impossible error the signature
+    // simply does not match.
+    let _ = hex::encode_to_slice(sha256(creq), &mut digest_hex);
+    sts.extend_from_slice(&digest_hex);
+    let expected = verified.signing_key.sign(&sts);
     if bool::from(expected.ct_eq(given)) {
         Ok(())
     } else {
