@@ -305,7 +305,7 @@ const TIME_FORMAT: &[BorrowedFormatItem<'static>] =
 ///
 /// Written out digit by digit for years 0–9999 (every entry carries a time, and `time`'s
 /// general formatter showed in the gateway's profile at ~1% of a request); other years go
-/// through [`TIME_FORMAT`], which the fast path equals (a property test checks it).
+/// through `TIME_FORMAT`, which the fast path equals (a property test checks it).
 pub fn format_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let Ok(year) = u32::try_from(t.year()) else {
