@@ -150,13 +150,41 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 /// Lower-case hex of a 32-byte digest (table-driven: this runs several times per request).
 pub fn hex32(d: &[u8; 32]) -> String {
+    let mut out = Vec::with_capacity(64);
+    push_hex32(&mut out, d);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the lower-case hex of a 32-byte digest.
+fn push_hex32(out: &mut Vec<u8>, d: &[u8; 32]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
     for &b in d {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
     }
-    out
+}
+
+/// The credential scope `date/region/service/aws4_request` (`date` is `YYYYMMDD`).
+pub fn credential_scope(date: &str, region: &str, service: &str) -> String {
+    format!("{date}/{region}/{service}/aws4_request")
+}
+
+/// A request's string to sign: the algorithm, the request time, the credential scope and
+/// the hex SHA-256 of the canonical request, a line each. One buffer: it is built twice
+/// for every proxied request (the check and the re-signing).
+pub(crate) fn request_string_to_sign(
+    amz_date: &str,
+    scope: &str,
+    canonical_request: &[u8],
+) -> Vec<u8> {
+    let mut sts = Vec::with_capacity(19 + amz_date.len() + scope.len() + 64);
+    sts.extend_from_slice(b"AWS4-HMAC-SHA256\n");
+    sts.extend_from_slice(amz_date.as_bytes());
+    sts.push(b'\n');
+    sts.extend_from_slice(scope.as_bytes());
+    sts.push(b'\n');
+    push_hex32(&mut sts, &sha256(canonical_request));
+    sts
 }
 
 /// `sha256("")` in hex.

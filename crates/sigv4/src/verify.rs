@@ -20,8 +20,8 @@ use crate::canonical::{
 use crate::chunked::{ChunkLimits, ChunkSigningContext};
 use crate::error::AuthError;
 use crate::key::{
-    EMPTY_SHA256, SecretLookup, SigningKey, format_amz_date, hex32, parse_amz_date,
-    parse_http_date, sha256, sha256_hex,
+    EMPTY_SHA256, SecretLookup, SigningKey, credential_scope, format_amz_date, hex32,
+    parse_amz_date, parse_http_date, request_string_to_sign, sha256_hex,
 };
 
 /// The payload hash values SigV4 knows besides a hex SHA-256.
@@ -179,11 +179,10 @@ pub struct Verified {
 impl Verified {
     /// The credential scope `date/region/service/aws4_request`.
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
+        credential_scope(
             self.amz_date.get(..8).unwrap_or_default(),
-            self.region,
-            self.service
+            &self.region,
+            &self.service,
         )
     }
 
@@ -784,26 +783,7 @@ fn check_signature(
     creq: &[u8],
     given: &[u8; 32],
 ) -> Result<(), AuthError> {
-    // One buffer for the string to sign (this runs for every request).
-    let mut sts = Vec::with_capacity(160);
-    sts.extend_from_slice(b"AWS4-HMAC-SHA256\n");
-    sts.extend_from_slice(amz_date.as_bytes());
-    sts.push(b'\n');
-    sts.extend_from_slice(verified.amz_date.get(..8).unwrap_or_default().as_bytes());
-    for part in [
-        verified.region.as_str(),
-        verified.service.as_str(),
-        "aws4_request",
-    ] {
-        sts.push(b'/');
-        sts.extend_from_slice(part.as_bytes());
-    }
-    sts.push(b'\n');
-    let mut digest_hex = [0u8; 64];
-    // A 32-byte digest always fits 64 hex digits; on the impossible error the signature
-    // simply does not match.
-    let _ = hex::encode_to_slice(sha256(creq), &mut digest_hex);
-    sts.extend_from_slice(&digest_hex);
+    let sts = request_string_to_sign(amz_date, &verified.scope(), creq);
     let expected = verified.signing_key.sign(&sts);
     if bool::from(expected.ct_eq(given)) {
         Ok(())

@@ -17,7 +17,7 @@ use crate::canonical::{
     PathCanonicalization, canonical_path, canonical_query_outbound, push_outbound_header_value,
 };
 use crate::error::ResignError;
-use crate::key::{SigningKey, format_amz_date, hex32, sha256_hex};
+use crate::key::{SigningKey, credential_scope, format_amz_date, hex32, request_string_to_sign};
 use crate::verify::payload;
 
 const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
@@ -119,18 +119,15 @@ pub(super) fn sign_head(
     creq.push(b'\n');
     creq.extend_from_slice(out.payload_hash.as_bytes());
 
-    let scope = format!("{date}/{}/{}/aws4_request", target.region, target.service);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
-        sha256_hex(&creq)
-    );
+    let scope = credential_scope(date, &target.region, &target.service);
+    let string_to_sign = request_string_to_sign(&date_time, &scope, &creq);
     let key = SigningKey::derive_cached_from(
         creds.secret_access_key(),
         date,
         &target.region,
         &target.service,
     );
-    let signature = hex32(&key.sign(string_to_sign.as_bytes()));
+    let signature = hex32(&key.sign(&string_to_sign));
     let authorization = format!(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
         creds.access_key_id()
