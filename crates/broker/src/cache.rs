@@ -71,7 +71,8 @@ impl Cached {
     }
 
     /// The credentials to hand out for `req`: expiry capped at the grant's. Shared (not
-    /// copied) when the stored ones already carry that expiry: see [`Cached::capped_for`].
+    /// copied) when the stored ones already carry that expiry, as they do when stored for
+    /// the same grant (`StsBroker::assume` caps them).
     pub(crate) fn serve(&self, req: &GrantCredentialsRequest) -> Credentials {
         let expiry = self.sts_expiry.min(req.expires_at);
         let mut creds = self.creds.clone();
@@ -79,14 +80,6 @@ impl Cached {
             *creds.expiry_mut() = Some(expiry);
         }
         creds
-    }
-
-    /// Stores the credentials with their expiry capped for the grant that asked, so that
-    /// serving them to its next requests is a reference count, not a copy.
-    pub(crate) fn capped_for(mut self, req: &GrantCredentialsRequest) -> Self {
-        let expiry = self.sts_expiry.min(req.expires_at);
-        *self.creds.expiry_mut() = Some(expiry);
-        self
     }
 }
 

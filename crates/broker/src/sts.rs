@@ -218,7 +218,6 @@ impl StsBroker {
         }
         match self.assume(req, now).await {
             Ok(cached) => {
-                let cached = cached.capped_for(req);
                 let creds = cached.serve(req);
                 slot.store(&req.grant_id, cached)?;
                 Ok(creds)
@@ -373,11 +372,13 @@ impl StsBroker {
         let refresh_at = sts_expiry.checked_sub(margin).unwrap_or(sts_expiry);
         tracing::info!(grant = %req.grant_id, role = %req.role_arn, lifetime_s = lifetime.as_secs(), "assumed role for grant");
         Ok(Cached {
+            // Capped for the grant as stored, so that serving them to its requests shares
+            // them rather than copying them to change the expiry.
             creds: Credentials::new(
                 c.access_key_id,
                 c.secret_access_key,
                 Some(c.session_token),
-                Some(sts_expiry),
+                Some(sts_expiry.min(req.expires_at)),
                 "custody-broker",
             ),
             sts_expiry,
