@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use aws_credential_types::Credentials;
 use custody_broker::{GrantCredentialsRequest, RoleBroker};
 use custody_grant::{AccessKeyId, Grant, GrantId, GrantStore};
-use custody_log::{EntryBody, Log, RequestDecision, RequestOutcome};
+use custody_log::{EncodeBody, EntryBody, Log, RequestDecisionRef, RequestOutcome};
 use custody_proxy::{
     BoxFuture, CredentialError, CredentialSource, DecisionRecord, GrantDirectory, GrantEntry,
     LogSink, OutcomeRecord, SinkError,
 };
 
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 
 /// Grant id → sequence number of the entry that activated it.
 pub type Activations = Arc<Mutex<HashMap<String, u64>>>;
@@ -63,39 +63,34 @@ pub struct LogAdapter {
 
 impl LogSink for LogAdapter {
     fn record_decision(&self, r: DecisionRecord) -> BoxFuture<'static, Result<u64, SinkError>> {
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                decision: if r.allowed { "allowed" } else { "denied" }.into(),
-                service: r.service.clone().unwrap_or_else(|| "unknown".into()),
-            })
-            .inc();
+        self.metrics.count_request(r.allowed, r.service.as_deref());
         let (grant_id, identity, task_id) = match &r.grant {
-            Some(g) => (
-                g.id.as_str().to_owned(),
-                g.identity.clone(),
-                g.task.id.clone(),
-            ),
-            None => (String::new(), String::new(), String::new()),
+            Some(g) => (g.id.as_str(), g.identity.as_str(), g.task.id.as_str()),
+            None => ("", "", ""),
         };
+        let unknown_key;
         let reason = match (&r.grant, &r.access_key_id) {
-            (None, Some(akid)) => format!("{} (access key id `{akid}`)", r.reason),
-            _ => r.reason,
+            (None, Some(akid)) => {
+                unknown_key = format!("{} (access key id `{akid}`)", r.reason);
+                &unknown_key
+            }
+            _ => &r.reason,
         };
-        let body = EntryBody::RequestDecision(RequestDecision {
+        // Encoded from the record's own fields; nothing is copied for the entry.
+        let body = RequestDecisionRef {
             grant_id,
             identity,
             task_id,
-            request_id: r.request_id,
-            service: r.service.unwrap_or_default(),
-            operation: r.operation.unwrap_or_default(),
-            access: r.access,
+            request_id: &r.request_id,
+            service: r.service.as_deref().unwrap_or_default(),
+            operation: r.operation.as_deref().unwrap_or_default(),
+            access: &r.access,
             allowed: r.allowed,
             reason,
             grant_event_seq: r.grant_event_seq,
-            source: r.source.to_string(),
-            body_sha256: r.body_sha256,
-        });
+            source: &r.source,
+            body_sha256: r.body_sha256.as_deref(),
+        };
         self.append(body)
     }
 
@@ -124,7 +119,7 @@ impl LogSink for LogAdapter {
 }
 
 impl LogAdapter {
-    fn append(&self, body: EntryBody) -> BoxFuture<'static, Result<u64, SinkError>> {
+    fn append(&self, body: impl EncodeBody) -> BoxFuture<'static, Result<u64, SinkError>> {
         let started = Instant::now();
         let inline = commit_inline(
             crate::server::open_on_this_thread(),

@@ -1,6 +1,7 @@
 //! Prometheus metrics served on the admin listener at `/metrics`.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +9,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Service names with series of their own in `custody_requests_total`.
+pub const MAX_SERVICE_LABELS: usize = 256;
 
 /// Labels for the request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,8 +47,11 @@ pub struct CommitLabels {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Mutex<Registry>,
-    /// Requests by decision and service.
+    /// Requests by decision and service (count with [`Metrics::count_request`]).
     pub requests: Family<RequestLabels, Counter>,
+    /// `requests`' series by service name: `[denied, allowed]`, so that counting a
+    /// request looks up a borrowed name instead of building two label strings.
+    requests_by_service: RwLock<HashMap<String, [Counter; 2]>>,
     /// Seconds from receipt to the end of a forwarded response.
     pub upstream_latency: Histogram,
     /// Seconds for a durable log append.
@@ -127,6 +134,7 @@ impl Metrics {
         Self {
             registry: Mutex::new(registry),
             requests,
+            requests_by_service: RwLock::default(),
             upstream_latency,
             log_append,
             broker_calls_ok,
@@ -136,6 +144,44 @@ impl Metrics {
             log_commits_inline,
             log_commits_committer,
         }
+    }
+
+    /// Counts a request in `custody_requests_total{decision, service}` (`unknown` when
+    /// no service is known). At most [`MAX_SERVICE_LABELS`] service names get series of
+    /// their own, the rest count as `other`: the name is the agent's to choose until the
+    /// request is classified, and series are never freed.
+    pub fn count_request(&self, allowed: bool, service: Option<&str>) {
+        let service = service.unwrap_or("unknown");
+        let pick = usize::from(allowed);
+        if let Some(series) = self
+            .requests_by_service
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+        {
+            series[pick].inc();
+            return;
+        }
+        let mut by_service = self
+            .requests_by_service
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let service = if by_service.len() < MAX_SERVICE_LABELS || by_service.contains_key(service) {
+            service
+        } else {
+            "other"
+        };
+        let series = by_service.entry(service.to_owned()).or_insert_with(|| {
+            ["denied", "allowed"].map(|decision| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        decision: decision.into(),
+                        service: service.into(),
+                    })
+                    .clone()
+            })
+        });
+        series[pick].inc();
     }
 
     /// The OpenMetrics text exposition.
@@ -155,5 +201,55 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+    use super::*;
+
+    fn series(m: &Metrics, decision: &str, service: &str) -> Option<u64> {
+        let want =
+            format!("custody_requests_total{{decision=\"{decision}\",service=\"{service}\"}} ");
+        m.render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&want))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn requests_are_counted_by_decision_and_service() {
+        let m = Metrics::new();
+        m.count_request(true, Some("s3"));
+        m.count_request(true, Some("s3"));
+        m.count_request(false, Some("s3"));
+        m.count_request(false, None);
+        assert_eq!(series(&m, "allowed", "s3"), Some(2));
+        assert_eq!(series(&m, "denied", "s3"), Some(1));
+        assert_eq!(series(&m, "denied", "unknown"), Some(1));
+        assert_eq!(series(&m, "allowed", "unknown"), Some(0));
+    }
+
+    #[test]
+    fn service_names_past_the_cap_count_as_other() {
+        let m = Metrics::new();
+        for i in 0..MAX_SERVICE_LABELS + 50 {
+            m.count_request(false, Some(&format!("svc{i}")));
+        }
+        // A name seen before the cap keeps its series.
+        m.count_request(true, Some("svc0"));
+        let rendered = m.render();
+        let names = rendered
+            .lines()
+            .filter(|l| l.starts_with("custody_requests_total{decision=\"denied\""))
+            .count();
+        assert_eq!(names, MAX_SERVICE_LABELS + 1);
+        assert_eq!(series(&m, "denied", "other"), Some(50));
+        assert_eq!(series(&m, "allowed", "svc0"), Some(1));
+        assert_eq!(
+            series(&m, "denied", &format!("svc{}", MAX_SERVICE_LABELS)),
+            None
+        );
     }
 }

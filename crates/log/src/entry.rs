@@ -142,6 +142,91 @@ pub struct RequestDecision {
     pub body_sha256: Option<String>,
 }
 
+/// A [`RequestDecision`] over borrowed fields, for a caller that holds them already (the
+/// gateway, once per request): it encodes to exactly the bytes of
+/// `EntryBody::RequestDecision` with the same fields, without copying any of them
+/// (the source address is written as it is formatted).
+#[derive(Clone, Copy, Serialize)]
+#[serde(tag = "kind", rename = "request_decision")]
+pub struct RequestDecisionRef<'a> {
+    /// Grant the request was made under (empty if none matched).
+    pub grant_id: &'a str,
+    /// Identity.
+    pub identity: &'a str,
+    /// Task.
+    pub task_id: &'a str,
+    /// Gateway-assigned request ID.
+    pub request_id: &'a str,
+    /// AWS service (signing name).
+    pub service: &'a str,
+    /// Operation name.
+    pub operation: &'a str,
+    /// IAM actions with their resources, region, source IP, request count.
+    pub access: &'a custody_grant::AccessRequest,
+    /// Whether the request was allowed.
+    pub allowed: bool,
+    /// Why.
+    pub reason: &'a str,
+    /// Sequence number of the grant event this decision relied on.
+    pub grant_event_seq: Option<u64>,
+    /// Source address of the caller.
+    #[serde(serialize_with = "display")]
+    pub source: &'a (dyn std::fmt::Display + Sync),
+    /// SHA-256 (hex) of the request body, if computed.
+    pub body_sha256: Option<&'a str>,
+}
+
+fn display<S: serde::Serializer>(
+    v: &&(dyn std::fmt::Display + Sync),
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(*v)
+}
+
+/// An entry body the log can append: [`EntryBody`], or [`RequestDecisionRef`] for the
+/// gateway's per-request decisions. Sealed: every body a log holds decodes as an
+/// [`EntryBody`].
+pub trait EncodeBody: sealed::Sealed {
+    /// The body as a JSON object (`{"kind":...}`), for the writer to splice into an
+    /// entry after the header fields. Callers do this on their own thread so the single
+    /// committer thread only stitches bytes.
+    fn encode_body(&self) -> Result<String, EntryError>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::EntryBody {}
+    impl Sealed for super::RequestDecisionRef<'_> {}
+}
+
+impl EncodeBody for EntryBody {
+    fn encode_body(&self) -> Result<String, EntryError> {
+        encode_json(self)
+    }
+}
+
+impl EncodeBody for RequestDecisionRef<'_> {
+    fn encode_body(&self) -> Result<String, EntryError> {
+        encode_json(self)
+    }
+}
+
+/// A request entry's body is some 400 to 900 bytes: one allocation of this size instead
+/// of `to_string`'s growth from 128 bytes.
+const BODY_CAPACITY: usize = 1024;
+
+fn encode_json<T: Serialize + ?Sized>(v: &T) -> Result<String, EntryError> {
+    let mut out = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut out, v).map_err(|e| EntryError::Json(e.to_string()))?;
+    if out.len() > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge {
+            size: out.len(),
+            max: MAX_ENTRY_BYTES,
+        });
+    }
+    String::from_utf8(out).map_err(|e| EntryError::Json(e.to_string()))
+}
+
 /// How a forwarded request ended.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestOutcome {
@@ -194,17 +279,9 @@ impl EntryBody {
     }
 
     /// Encodes the body as a JSON object (`{"kind":...}`); the writer splices it
-    /// into the entry after the header fields. Callers do this on their own
-    /// thread so the single committer thread only stitches bytes.
+    /// into the entry after the header fields (see [`EncodeBody`]).
     pub fn encode(&self) -> Result<String, EntryError> {
-        let s = serde_json::to_string(self).map_err(|e| EntryError::Json(e.to_string()))?;
-        if s.len() > MAX_ENTRY_BYTES {
-            return Err(EntryError::TooLarge {
-                size: s.len(),
-                max: MAX_ENTRY_BYTES,
-            });
-        }
-        Ok(s)
+        self.encode_body()
     }
 
     /// Grant ID, identity and task ID, where the entry has them.
@@ -466,6 +543,75 @@ mod tests {
         assert_eq!(v["event"], "activated");
     }
 
+    fn decision_ref(d: &RequestDecision) -> RequestDecisionRef<'_> {
+        RequestDecisionRef {
+            grant_id: &d.grant_id,
+            identity: &d.identity,
+            task_id: &d.task_id,
+            request_id: &d.request_id,
+            service: &d.service,
+            operation: &d.operation,
+            access: &d.access,
+            allowed: d.allowed,
+            reason: &d.reason,
+            grant_event_seq: d.grant_event_seq,
+            source: &d.source,
+            body_sha256: d.body_sha256.as_deref(),
+        }
+    }
+
+    prop_compose! {
+        fn arb_decision()(
+            ids in proptest::collection::vec(".*", 6),
+            reason in ".*",
+            allowed in any::<bool>(),
+            grant_event_seq in any::<Option<u64>>(),
+            source in ".*",
+            body_sha256 in proptest::option::of("[0-9a-f]{64}"),
+            actions in proptest::collection::vec(("[a-z0-9]+:[A-Za-z]+", proptest::collection::vec(".*", 0..3), any::<bool>()), 0..3),
+            region in proptest::option::of("[a-z0-9-]{0,20}"),
+            source_ip in proptest::option::of(any::<std::net::IpAddr>()),
+            context in proptest::collection::btree_map("[a-z0-9:]{1,12}", ".*", 0..3),
+            requests_so_far in any::<u64>(),
+        ) -> RequestDecision {
+            let [grant_id, identity, task_id, request_id, service, operation]: [String; 6] =
+                ids.try_into().unwrap();
+            RequestDecision {
+                grant_id, identity, task_id, request_id, service, operation,
+                access: custody_grant::AccessRequest {
+                    actions: actions.into_iter().map(|(action, resources, named_explicitly)| {
+                        custody_grant::ActionRequest { action, resources, named_explicitly }
+                    }).collect(),
+                    region, source_ip, context, requests_so_far,
+                },
+                allowed, reason, grant_event_seq, source, body_sha256,
+            }
+        }
+    }
+
+    #[test]
+    fn a_borrowed_decision_encodes_like_the_owned_one() {
+        let EntryBody::RequestDecision(d) = &sample_bodies()[2] else {
+            panic!("sample 2 is a decision")
+        };
+        let borrowed = decision_ref(d).encode_body().unwrap();
+        assert_eq!(borrowed, sample_bodies()[2].encode().unwrap());
+        // A source given as an address is written as it formats.
+        let addr: std::net::SocketAddr = "[::1]:4711".parse().unwrap();
+        let with_addr = RequestDecisionRef {
+            source: &addr,
+            ..decision_ref(d)
+        };
+        let owned = RequestDecision {
+            source: "[::1]:4711".into(),
+            ..d.clone()
+        };
+        assert_eq!(
+            with_addr.encode_body().unwrap(),
+            EntryBody::RequestDecision(owned).encode().unwrap()
+        );
+    }
+
     proptest! {
         /// The digit-by-digit time format equals `time`'s for any time, before and after
         /// 1970, to the last microsecond, years before 0 included (those take `time`'s path).
@@ -473,6 +619,16 @@ mod tests {
         fn fast_time_format_equals_time_crate(nanos in -377_705_116_800_000_000_000i128..253_402_300_800_000_000_000) {
             let t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
             prop_assert_eq!(format_time(t), format_time_slow(t));
+        }
+
+        /// Byte for byte: the log's hash chain covers these bytes, and the verifier decodes
+        /// them as an owned [`EntryBody`].
+        #[test]
+        fn borrowed_decisions_encode_like_owned_ones(d in arb_decision()) {
+            let borrowed = decision_ref(&d).encode_body().unwrap();
+            let owned = EntryBody::RequestDecision(d);
+            prop_assert_eq!(&borrowed, &owned.encode().unwrap());
+            prop_assert_eq!(serde_json::from_str::<EntryBody>(&borrowed).unwrap(), owned);
         }
 
         #[test]

@@ -16,7 +16,10 @@ pub mod verify;
 mod writer;
 
 pub use ed25519_dalek;
-pub use entry::{Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, RequestOutcome};
+pub use entry::{
+    EncodeBody, Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, RequestDecisionRef,
+    RequestOutcome,
+};
 pub use error::LogError;
 pub use merkle::Hash;
 pub use note::{Checkpoint, NoteVerifier, SignedCheckpoint, parse_vkey, vkey};

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use time::OffsetDateTime;
 
-use crate::entry::EntryBody;
+use crate::entry::{EncodeBody, EntryBody};
 use crate::error::LogError;
 use crate::merkle::Hash;
 use crate::note::SignedCheckpoint;
@@ -247,8 +247,8 @@ impl Log {
     /// Appends an entry and returns once it is on disk (`fdatasync`).
     /// Concurrent appends share one sync. An error means the entry is not
     /// in the log and must not be acted on.
-    pub fn append(&self, body: EntryBody) -> Result<Appended, LogError> {
-        let encoded = match self.try_inline(body.encode()?, true) {
+    pub fn append(&self, body: impl EncodeBody) -> Result<Appended, LogError> {
+        let encoded = match self.try_inline(body.encode_body()?, true) {
             Ok(done) => return done,
             Err(encoded) => encoded,
         };
@@ -262,8 +262,8 @@ impl Log {
     /// [`Log::close`] completes. An error here means it was not queued; a
     /// failure to write it later fails the log like any other (see
     /// [`Log::health`]).
-    pub fn append_deferred(&self, body: EntryBody) -> Result<(), LogError> {
-        let encoded = body.encode()?;
+    pub fn append_deferred(&self, body: impl EncodeBody) -> Result<(), LogError> {
+        let encoded = body.encode_body()?;
         self.enqueue(Item {
             op: Op::Append(encoded),
             reply: Reply::Deferred,
@@ -273,15 +273,15 @@ impl Log {
     /// Like [`Log::append`], as a future woken by the committer thread. With
     /// [`LogConfig::inline_commit`] and the committer idle, the entry is written and
     /// synced here, on the calling thread, and the future is ready at once.
-    pub fn append_async(&self, body: EntryBody) -> AppendFuture {
+    pub fn append_async(&self, body: impl EncodeBody) -> AppendFuture {
         self.append_async_inline(body, true)
     }
 
     /// [`Log::append_async`], saying whether this call may commit inline: pass `false`
     /// when blocking the calling thread for a sync would hold up other work on it
     /// (e.g. other requests served by the same single-threaded runtime).
-    pub fn append_async_inline(&self, body: EntryBody, inline: bool) -> AppendFuture {
-        let inner = match body.encode().map_err(LogError::from) {
+    pub fn append_async_inline(&self, body: impl EncodeBody, inline: bool) -> AppendFuture {
+        let inner = match body.encode_body().map_err(LogError::from) {
             Err(e) => AppendFutureInner::Ready(Some(Err(e))),
             Ok(encoded) => match self.try_inline(encoded, inline) {
                 Ok(done) => AppendFutureInner::Ready(Some(done)),
