@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use aws_credential_types::Credentials;
 use custody_broker::{GrantCredentialsRequest, RoleBroker};
 use custody_grant::{AccessKeyId, Grant, GrantId, GrantStore};
-use custody_log::{EncodeBody, EntryBody, Log, RequestDecisionRef, RequestOutcome};
+use custody_log::{EncodeBody, Log};
+use custody_proxy::session_log::{DecisionEntry, outcome_entry};
 use custody_proxy::{
     BoxFuture, CredentialError, CredentialSource, DecisionRecord, GrantDirectory, GrantEntry,
     LogSink, OutcomeRecord, SinkError,
@@ -64,34 +65,7 @@ pub struct LogAdapter {
 impl LogSink for LogAdapter {
     fn record_decision(&self, r: DecisionRecord) -> BoxFuture<'static, Result<u64, SinkError>> {
         self.metrics.count_request(r.allowed, r.service.as_deref());
-        let (grant_id, identity, task_id) = match &r.grant {
-            Some(g) => (g.id.as_str(), g.identity.as_str(), g.task.id.as_str()),
-            None => ("", "", ""),
-        };
-        let unknown_key;
-        let reason = match (&r.grant, &r.access_key_id) {
-            (None, Some(akid)) => {
-                unknown_key = format!("{} (access key id `{akid}`)", r.reason);
-                &unknown_key
-            }
-            _ => &r.reason,
-        };
-        // Encoded from the record's own fields; nothing is copied for the entry.
-        let body = RequestDecisionRef {
-            grant_id,
-            identity,
-            task_id,
-            request_id: &r.request_id,
-            service: r.service.as_deref().unwrap_or_default(),
-            operation: r.operation.as_deref().unwrap_or_default(),
-            access: &r.access,
-            allowed: r.allowed,
-            reason,
-            grant_event_seq: r.grant_event_seq,
-            source: &r.source,
-            body_sha256: r.body_sha256.as_deref(),
-        };
-        self.append(body)
+        self.append(DecisionEntry::new(&r).body())
     }
 
     fn record_outcome(&self, r: OutcomeRecord) {
@@ -99,19 +73,10 @@ impl LogSink for LogAdapter {
             .upstream_latency
             .observe(r.latency_us as f64 / 1e6);
         let decision_seq = r.decision_seq;
-        let body = EntryBody::RequestOutcome(RequestOutcome {
-            request_id: r.request_id,
-            decision_seq: r.decision_seq,
-            status: r.status,
-            bytes_in: r.bytes_in,
-            bytes_out: r.bytes_out,
-            upstream_request_id: r.upstream_request_id,
-            latency_us: r.latency_us,
-        });
         // Nothing waits on an outcome: it rides the next decision's group commit (at the
         // latest `log.outcome_max_delay_ms` later). A later write failure fails the log,
         // which /readyz and every following request see.
-        if let Err(e) = self.log.append_deferred(body) {
+        if let Err(e) = self.log.append_deferred(outcome_entry(r)) {
             self.metrics.log_failures.inc();
             tracing::error!(error = %e, decision_seq, "could not record request outcome");
         }

@@ -1,6 +1,7 @@
 //! Grant lifecycle and failure behaviour of the whole gateway, with real peers: approval
 //! rules, agents asking for themselves, expiry and revocation on the next request, a
-//! SIGKILL during a burst, and a full log disk (fail closed).
+//! SIGKILL during a burst, a full log disk (fail closed), and a response the agent stops
+//! reading (its outcome says so).
 
 #![allow(
     clippy::unwrap_used,
@@ -847,4 +848,63 @@ fn a_lone_connection_commits_its_decisions_inline() {
         .filter(|e| e["kind"] == "request_decision")
         .count();
     assert_eq!(decisions, 20);
+}
+
+#[test]
+fn a_response_the_agent_stops_reading_is_recorded_with_why() {
+    // An object larger than the loopback socket buffers, so that the gateway is still
+    // streaming it when the agent hangs up.
+    let big = "x".repeat(24 << 20);
+    let plan = custody_test_support::Bootstrap::with_gateway_user()
+        .role(
+            "agent",
+            serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]
+            }),
+        )
+        .bucket("big", &[("blob.bin", &big)]);
+    let moto = custody_test_support::MotoServer::start(&plan).unwrap();
+    let mut gateway = Gateway::start(&moto, |_| {});
+    let grant = gateway.request_reader("agent:x", "t", &[]);
+    let env = gateway.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    let out = run_python(
+        "import boto3\nbody = boto3.client('s3').get_object(Bucket='big', Key='blob.bin')['Body']\nprint('read', len(body.read(1024)))\nbody.close()",
+        &env,
+    )
+    .unwrap();
+    assert!(
+        out.stdout.contains("read 1024"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+
+    // SIGTERM writes any outcome still waiting for a batch.
+    let status = gateway.terminate().unwrap();
+    assert!(status.success(), "{}", gateway.server_log());
+    let entries = gateway.entries();
+    let decision = entries
+        .iter()
+        .find(|e| e["kind"] == "request_decision" && e["operation"] == "GetObject")
+        .unwrap_or_else(|| panic!("no GetObject decision in {entries:?}"));
+    let outcome = entries
+        .iter()
+        .find(|e| e["kind"] == "request_outcome" && e["decision_seq"] == decision["seq"])
+        .unwrap_or_else(|| panic!("no outcome for {decision}"));
+    assert_eq!(outcome["status"], 200, "{outcome}");
+    assert_eq!(
+        outcome["error"], "response not read to the end",
+        "{outcome}"
+    );
+    let sent = outcome["bytes_out"].as_u64().unwrap();
+    assert!(sent < big.len() as u64, "{outcome}");
+    // A response read to the end has no `error` at all (not `null`).
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["kind"] == "request_outcome" && e["seq"] != outcome["seq"])
+            .all(|e| e.get("error").is_none()),
+        "{entries:?}"
+    );
 }

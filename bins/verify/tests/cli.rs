@@ -66,6 +66,7 @@ fn setup(dir: &Path) -> (String, String) {
             bytes_out: 0,
             upstream_request_id: None,
             latency_us: 5,
+            error: None,
         }))
         .unwrap();
     }

@@ -23,6 +23,7 @@ fn body(n: u64) -> EntryBody {
         bytes_out: 4096,
         upstream_request_id: Some("EXAMPLE0REQUEST0ID".into()),
         latency_us: 1500,
+        error: None,
     })
 }
 

@@ -124,6 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 bytes_out: 48_213,
                                 upstream_request_id: Some("4442587FB7D0A2F9".into()),
                                 latency_us: 2_350,
+                                error: None,
                             }))?;
                             written.fetch_add(1, Ordering::Relaxed);
                         }

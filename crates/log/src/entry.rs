@@ -244,6 +244,11 @@ pub struct RequestOutcome {
     pub upstream_request_id: Option<String>,
     /// Total latency in microseconds.
     pub latency_us: u64,
+    /// Why the exchange ended early: the upstream's response body failed, or the agent
+    /// stopped reading before the end. Absent (not `null`) when it completed, so entries
+    /// written before this field existed read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Why an entry could not be encoded or decoded.
@@ -508,6 +513,17 @@ mod tests {
                 bytes_out: 12,
                 upstream_request_id: Some("ABC".into()),
                 latency_us: 1234,
+                error: None,
+            }),
+            EntryBody::RequestOutcome(RequestOutcome {
+                request_id: "r-2".into(),
+                decision_seq: 3,
+                status: 200,
+                bytes_in: 0,
+                bytes_out: 4,
+                upstream_request_id: None,
+                latency_us: 99,
+                error: Some("response not read to the end".into()),
             }),
             EntryBody::Recovered {
                 segment: "log-000000.jsonl".into(),
@@ -642,7 +658,7 @@ mod tests {
             let body = if allowed {
                 EntryBody::GatewayStopped { reason }
             } else {
-                EntryBody::RequestOutcome(RequestOutcome { request_id: reason, decision_seq: seq, status, bytes_in: 1, bytes_out: 2, upstream_request_id: None, latency_us: 3 })
+                EntryBody::RequestOutcome(RequestOutcome { request_id: reason, decision_seq: seq, status, bytes_in: 1, bytes_out: 2, upstream_request_id: None, latency_us: 3, error: (status % 2 == 0).then(|| "upstream body failed".to_owned()) })
             };
             let e = Entry { seq, time, origin, prev: Hash(prev), body };
             let line = e.encode().unwrap();

@@ -123,8 +123,17 @@ pub fn summary(e: &Entry) -> String {
             )
         }
         EntryBody::RequestOutcome(o) => format!(
-            "outcome request={} decision={} status={} in={} out={} latency={}us",
-            o.request_id, o.decision_seq, o.status, o.bytes_in, o.bytes_out, o.latency_us
+            "outcome request={} decision={} status={} in={} out={} latency={}us{}",
+            o.request_id,
+            o.decision_seq,
+            o.status,
+            o.bytes_in,
+            o.bytes_out,
+            o.latency_us,
+            o.error
+                .as_deref()
+                .map(|e| format!(" error={e:?}"))
+                .unwrap_or_default()
         ),
         EntryBody::KeyRotated { new_vkey, .. } => format!("key rotated to {new_vkey}"),
         EntryBody::Recovered {

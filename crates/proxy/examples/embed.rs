@@ -3,7 +3,9 @@
 //! The proxy needs three things, each a trait: where grants live ([`GrantDirectory`]),
 //! where decisions are recorded ([`LogSink`]) and where scoped credentials come from
 //! ([`CredentialSource`]). Here: one in-memory grant, the real session log from
-//! `custody-log`, and static upstream credentials from the environment; the stack is
+//! `custody-log` (through the proxy's stock `SessionLog` sink, which maps records to
+//! entries exactly as the gateway does), and static upstream credentials from the
+//! environment; the stack is
 //! served with hyper on 127.0.0.1:8440 and forwards to `UPSTREAM` (e.g. a local S3).
 //!
 //! ```sh
@@ -17,11 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_credential_types::Credentials;
 use custody_grant::{AgentSecret, ApprovalPolicy, Grant, GrantRequest, Limits, Scope, Task};
-use custody_log::{EntryBody, Log, LogConfig, RequestDecision, RequestOutcome};
+use custody_log::{Log, LogConfig};
+use custody_proxy::session_log::SessionLog;
 use custody_proxy::upstream::UpstreamConfig;
 use custody_proxy::{
-    BoxFuture, ClientAddr, CredentialError, CredentialSource, DecisionRecord, GrantDirectory,
-    GrantEntry, LogSink, OutcomeRecord, ProxyOptions, Shared, SinkError,
+    BoxFuture, ClientAddr, CredentialError, CredentialSource, GrantDirectory, GrantEntry,
+    ProxyOptions, Shared,
 };
 use tower::ServiceExt;
 
@@ -43,64 +46,6 @@ impl GrantDirectory for OneGrant {
 
     fn count_request(&self, _grant_id: &str) -> Result<u64, String> {
         Ok(self.uses.fetch_add(1, Ordering::SeqCst))
-    }
-}
-
-/// The session log: decisions are durable before the proxy forwards.
-struct SessionLog(Arc<Log>);
-
-impl LogSink for SessionLog {
-    fn record_decision(&self, r: DecisionRecord) -> BoxFuture<'static, Result<u64, SinkError>> {
-        let (grant_id, identity, task_id) = r
-            .grant
-            .as_ref()
-            .map(|g| {
-                (
-                    g.id.as_str().to_owned(),
-                    g.identity.clone(),
-                    g.task.id.clone(),
-                )
-            })
-            .unwrap_or_default();
-        let fut = self
-            .0
-            .append_async(EntryBody::RequestDecision(RequestDecision {
-                grant_id,
-                identity,
-                task_id,
-                request_id: r.request_id,
-                service: r.service.unwrap_or_default(),
-                operation: r.operation.unwrap_or_default(),
-                access: r.access,
-                allowed: r.allowed,
-                reason: r.reason,
-                grant_event_seq: r.grant_event_seq,
-                source: r.source.to_string(),
-                body_sha256: r.body_sha256,
-            }));
-        Box::pin(async move {
-            fut.await
-                .map(|a| a.seq)
-                .map_err(|e| SinkError(e.to_string()))
-        })
-    }
-
-    fn record_outcome(&self, r: OutcomeRecord) {
-        // Rides the next group commit; a failure to write it fails the log (its health).
-        let queued = self
-            .0
-            .append_deferred(EntryBody::RequestOutcome(RequestOutcome {
-                request_id: r.request_id,
-                decision_seq: r.decision_seq,
-                status: r.status,
-                bytes_in: r.bytes_in,
-                bytes_out: r.bytes_out,
-                upstream_request_id: r.upstream_request_id,
-                latency_us: r.latency_us,
-            }));
-        if let Err(e) = queued {
-            eprintln!("outcome not recorded: {e}");
-        }
     }
 }
 

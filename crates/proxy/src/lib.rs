@@ -11,7 +11,9 @@
 //!    checks.
 //! 6. [`forward::Forward`]: hyper client, no redirects.
 //!
-//! The proxy depends on traits ([`seams`]) for the grant store, the log and the broker.
+//! The proxy depends on traits ([`seams`]) for the grant store, the log and the broker;
+//! `session_log` (feature `session-log`, on by default) is the `LogSink` over the
+//! session log from `custody-log`.
 #![forbid(unsafe_code)]
 
 pub mod authenticate;
@@ -24,6 +26,8 @@ pub mod forward;
 pub mod record;
 pub mod resign;
 pub mod seams;
+#[cfg(feature = "session-log")]
+pub mod session_log;
 pub mod stack;
 mod stage;
 pub mod upstream;

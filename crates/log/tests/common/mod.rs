@@ -52,6 +52,7 @@ pub fn outcome(n: u64) -> EntryBody {
         bytes_out: 2 * n,
         upstream_request_id: None,
         latency_us: 10,
+        error: None,
     })
 }
 
