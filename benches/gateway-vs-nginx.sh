@@ -13,7 +13,8 @@
 # streaming an upload of UPLOAD_BYTES (1 GiB) compared with a 64 MiB one.
 #
 # Knobs (environment): DURATION (s per point, 5), WARMUP (s, 1), GET_CONC ("1 8 32 128"),
-# PUT_CONC ("1 8 32"), UPLOAD_BYTES (1073741824), HOLD_CONNS (1000), PIN (1 = loadgen on
+# PUT_CONC ("1 8 32"), GET_RATES (fixed GET rates in requests/s, open loop, "1000 4000"),
+# RATE_CONC (connections for those, 8), UPLOAD_BYTES (1073741824), HOLD_CONNS (1000), PIN (1 = loadgen on
 # CPU 1, servers on CPU 0), KEEP (1 = keep the work dir), RESULTS (copy results here),
 # SKIP_BUILD (1 = use the release binaries already built), PROFILE (1 = perf profile only,
 # at PROFILE_CONC connections, 8), SERVE (1 = start everything, write $WORK/env.sh, wait),
@@ -29,6 +30,8 @@ DURATION="${DURATION:-5}"
 WARMUP="${WARMUP:-1}"
 GET_CONC="${GET_CONC:-1 8 32 128}"
 PUT_CONC="${PUT_CONC:-1 8 32}"
+GET_RATES="${GET_RATES:-1000 4000}"
+RATE_CONC="${RATE_CONC:-8}"
 UPLOAD_BYTES="${UPLOAD_BYTES:-1073741824}"
 HOLD_CONNS="${HOLD_CONNS:-1000}"
 PIN="${PIN:-0}"
@@ -322,7 +325,7 @@ point() {  # op conc path name addr admin_port "server pids" [extra loadgen args
     # shellcheck disable=SC2086
     cpu0="$(cpu_ticks $pids)"
     line="$("${GEN[@]}" "$LOADGEN" run --addr "$addr" --path "$path" --method "$op" --threads "$GEN_THREADS" \
-        --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" --label "$op" "$@")"
+        --concurrency "$conc" --duration "$DURATION" --warmup "$WARMUP" --label "${LABEL:-$op}" "$@")"
     # shellcheck disable=SC2086
     cpu1="$(cpu_ticks $pids)"
     if [[ -n "$admin" ]]; then after="$(metric "$admin")"; fi
@@ -351,6 +354,20 @@ run_matrix() {  # op path "conc list"
 }
 run_matrix get /bench/small.bin "$GET_CONC"
 run_matrix put /bench/put-1mib.bin "$PUT_CONC"
+# Moderate load: the same GET at fixed rates (open loop), where the added latency is the
+# gateway's own and not queueing behind a saturated CPU.
+for rate in $GET_RATES; do
+    say "get at $rate/s over $RATE_CONC connections"
+    for p in direct nginx gateway gw-tmpfs; do
+        case $p in
+            direct) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin direct "127.0.0.1:$UP_PORT" "" "$(nginx_pids)" --rate "$rate" ;;
+            nginx) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin nginx "127.0.0.1:$PROXY_PORT" "" "$(nginx_pids)" --rate "$rate" ;;
+            gateway) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT" "$GW_PID" --rate "$rate" ;;
+            gw-tmpfs) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" "${GW_PIDS[gw-tmpfs]}" \
+                --rate "$rate" --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}" ;;
+        esac
+    done
+done
 
 # --- memory -------------------------------------------------------------------------------
 RSS_IDLE_AFTER="$(rss "$GW_PID" VmRSS)"

@@ -60,6 +60,41 @@ for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed
     for e in errs:
         print(f"  errors on {e[0]} c={e[1]}: {e[2]} (first: {e[3]})")
 
+rated = {}
+for r in rows:
+    if r["label"] == "get-rate":
+        rated.setdefault((r["rate"], r["concurrency"]), {})[r["path"]] = r
+if rated:
+    print("\nGET 1 KiB object at fixed rates (open loop: moderate load; latency counts from "
+          "each request's slot)")
+    print("| rate | conc | path | req/s done | p50 | p99 | p50 − direct | p99 − direct "
+          "| log append mean | server CPU per request |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for (rate, conc) in sorted(rated):
+        p = rated[(rate, conc)]
+        d = p.get("direct")
+        for name in ("direct", "nginx", "gateway", "gw-tmpfs"):
+            x = p.get(name)
+            if not x:
+                continue
+            cells = [f"{rate:.0f}/s", str(conc), name, f"{x['rps']:.0f}", f"{x['p50_us']} µs",
+                     f"{x['p99_us']} µs"]
+            if d and name != "direct":
+                cells += [f"{x['p50_us'] - d['p50_us']:+d} µs", f"{x['p99_us'] - d['p99_us']:+d} µs"]
+            else:
+                cells += ["", ""]
+            mean = x.get("log_append_mean_us")
+            cells.append(f"{mean:.0f} µs" if mean is not None else "")
+            cpu = x.get("server_cpu_us_per_req")
+            dcpu = d.get("server_cpu_us_per_req") if d else None
+            if name == "nginx":
+                cpu = cpu - dcpu if cpu is not None and dcpu is not None else None
+            cells.append(f"{cpu:.0f} µs" if cpu is not None else "")
+            print("| " + " | ".join(cells) + " |")
+        for name, x in p.items():
+            if x["errors"]:
+                print(f"  errors on {name} at {rate:.0f}/s: {x['errors']} (first: {x['first_error']})")
+
 h = facts["hold"]
 print("\ngateway memory (VmRSS / VmHWM)")
 print("| reading | value |")

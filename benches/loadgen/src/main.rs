@@ -4,7 +4,8 @@
 //! are measured with one tool: every request is SigV4-signed at the time it is sent (as an
 //! agent's SDK does; nginx ignores the signature, the gateway checks it), each of
 //! `--concurrency` workers owns one keep-alive connection and sends back to back (closed
-//! loop), and latencies go into an HDR histogram. Figures are printed as one JSON line.
+//! loop) or, with `--rate`, on a fixed schedule (open loop), and latencies go into an HDR
+//! histogram. Figures are printed as one JSON line.
 //!
 //! - `run`: throughput and latency for a GET or a PUT of a fixed body.
 //! - `hold`: open N connections, one request each, keep them open (for RSS readings).
@@ -84,6 +85,12 @@ enum Command {
         /// Unmeasured seconds before (connections opened, caches warm).
         #[arg(long, default_value_t = 1.0)]
         warmup: f64,
+        /// Requests per second in all, spread evenly over the connections on a fixed
+        /// schedule (open loop), instead of back to back; 0: back to back. A request the
+        /// server held up past its slot delays the next one on its connection, and that
+        /// one's latency counts from its slot (no coordinated omission).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
         /// A label copied into the output line.
         #[arg(long, default_value = "")]
         label: String,
@@ -165,18 +172,16 @@ async fn dispatch(command: Command) -> Result<String, String> {
             concurrency,
             duration,
             warmup,
+            rate,
             label,
         } => {
-            run(
-                target,
-                method,
-                body_bytes,
+            let load = Load {
                 concurrency,
                 duration,
                 warmup,
-                label,
-            )
-            .await
+                rate,
+            };
+            run(target, method, body_bytes, load, label).await
         }
         Command::Hold {
             target,
@@ -193,6 +198,15 @@ async fn dispatch(command: Command) -> Result<String, String> {
 
 // === run ===
 
+/// How much load, for how long.
+struct Load {
+    concurrency: usize,
+    duration: f64,
+    warmup: f64,
+    /// Requests per second in all (0: closed loop).
+    rate: f64,
+}
+
 /// What every worker shares.
 struct Plan {
     addr: String,
@@ -203,6 +217,8 @@ struct Plan {
     body_sha256: String,
     measure_from: Instant,
     end: Instant,
+    /// Open loop: each worker's time between sends.
+    interval: Option<Duration>,
 }
 
 /// One worker's tally.
@@ -217,11 +233,20 @@ async fn run(
     target: Target,
     verb: Verb,
     body_bytes: usize,
-    concurrency: usize,
-    duration: f64,
-    warmup: f64,
+    load: Load,
     label: String,
 ) -> Result<String, String> {
+    let Load {
+        concurrency,
+        duration,
+        warmup,
+        rate,
+    } = load;
+    let concurrency = concurrency.max(1);
+    if !(rate >= 0.0 && rate.is_finite()) {
+        return Err(format!("--rate must be 0 or a positive number, not {rate}"));
+    }
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(concurrency as f64 / rate));
     let (method, body) = match verb {
         Verb::Get => (Method::GET, Bytes::new()),
         Verb::Put => (Method::PUT, Bytes::from(pattern(body_bytes))),
@@ -247,10 +272,13 @@ async fn run(
         body_sha256,
         measure_from,
         end: measure_from + Duration::from_secs_f64(duration.max(0.1)),
+        interval,
     });
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.max(1) {
-        set.spawn(worker(plan.clone()));
+    for i in 0..concurrency {
+        // Open loop: the workers' schedules are staggered across one interval.
+        let first = start + interval.map_or(Duration::ZERO, |t| t * i as u32 / concurrency as u32);
+        set.spawn(worker(plan.clone(), first));
     }
     let mut all = new_histogram()?;
     let mut errors = 0;
@@ -268,6 +296,7 @@ async fn run(
     let line = serde_json::json!({
         "label": label,
         "concurrency": concurrency,
+        "rate": rate,
         "seconds": seconds,
         "requests": all.len(),
         "sent_incl_warmup": sent,
@@ -283,7 +312,7 @@ async fn run(
     Ok(line.to_string())
 }
 
-async fn worker(plan: Arc<Plan>) -> Result<Tally, String> {
+async fn worker(plan: Arc<Plan>, first: Instant) -> Result<Tally, String> {
     let mut tally = Tally {
         histogram: new_histogram()?,
         sent: 0,
@@ -291,6 +320,7 @@ async fn worker(plan: Arc<Plan>) -> Result<Tally, String> {
         first_error: None,
     };
     let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    let mut slot = first;
     while Instant::now() < plan.end {
         let sender = match conn.as_mut() {
             Some(s) if !s.is_closed() => s,
@@ -303,7 +333,22 @@ async fn worker(plan: Arc<Plan>) -> Result<Tally, String> {
                 }
             },
         };
-        let began = Instant::now();
+        // Open loop: wait for this request's slot. Latency counts from the slot when the
+        // server made this request late (the previous one ran past it), else from when it
+        // was sent (the timer's own lateness is the generator's, not the server's).
+        let began = match plan.interval {
+            None => Instant::now(),
+            Some(interval) => {
+                let due = slot;
+                slot += interval;
+                if Instant::now() < due {
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    due
+                }
+            }
+        };
         let outcome = one_request(&plan, sender).await;
         let done = Instant::now();
         let measured = began >= plan.measure_from && done <= plan.end;
