@@ -14,6 +14,27 @@ def mib(kib):
     return f"{kib / 1024:.1f} MiB"
 
 
+def tail_cells(x, d, name):
+    """p50/p99 over direct, log append mean and server CPU per request, for one point.
+
+    The proxy's own CPU per request: the gateway process's; for nginx, the nginx path's
+    figure minus the direct path's (the same nginx is the upstream).
+    """
+    cells = []
+    if d and name != "direct":
+        cells += [f"{x['p50_us'] - d['p50_us']:+d} µs", f"{x['p99_us'] - d['p99_us']:+d} µs"]
+    else:
+        cells += ["", ""]
+    mean = x.get("log_append_mean_us")
+    cells.append(f"{mean:.0f} µs" if mean is not None else "")
+    cpu = x.get("server_cpu_us_per_req")
+    dcpu = d.get("server_cpu_us_per_req") if d else None
+    if name == "nginx":
+        cpu = cpu - dcpu if cpu is not None and dcpu is not None else None
+    cells.append(f"{cpu:.0f} µs" if cpu is not None else "")
+    return cells
+
+
 print(f"\nmachine: {facts['nproc']} cores, {facts['cpu']}; date {facts['date']}; "
       f"commit {facts['commit']}; {facts['duration']} s per point; "
       f"pinned: {'yes' if facts['pin'] == '1' else 'no'}; generator threads {facts['gen_threads']}; "
@@ -38,22 +59,10 @@ for op, title in (("get", "GET 1 KiB object"), ("put", "PUT 1 MiB object (signed
                 continue
             cells = [str(conc), name, f"{x['rps']:.0f}", f"{x['p50_us']} µs", f"{x['p99_us']} µs"]
             cells.append(f"{x['rps'] / n['rps']:.2f}" if n and n["rps"] else "-")
-            if d and name != "direct":
-                cells.append(f"{x['p50_us'] - d['p50_us']:+d} µs")
-                cells.append(f"{x['p99_us'] - d['p99_us']:+d} µs")
-            else:
-                cells += ["", ""]
-            mean = x.get("log_append_mean_us")
-            cells.append(f"{mean:.0f} µs" if mean is not None else "")
+            p50_added, p99_added, mean, cpu = tail_cells(x, d, name)
             sent = x.get("sent_incl_warmup") or 0
-            cells.append(f"{x['log_appends'] / sent:.2f}" if mean is not None and sent else "")
-            # The proxy's own CPU per request: the gateway process's; for nginx, the nginx
-            # path's figure minus the direct path's (the same nginx is the upstream).
-            cpu = x.get("server_cpu_us_per_req")
-            dcpu = d.get("server_cpu_us_per_req") if d else None
-            if name == "nginx":
-                cpu = cpu - dcpu if cpu is not None and dcpu is not None else None
-            cells.append(f"{cpu:.0f} µs" if cpu is not None else "")
+            awaited = f"{x['log_appends'] / sent:.2f}" if mean and sent else ""
+            cells += [p50_added, p99_added, mean, awaited, cpu]
             print("| " + " | ".join(cells) + " |")
     errs = [(r["path"], r["concurrency"], r["errors"], r["first_error"]) for r in rows
             if r["label"] == op and r["errors"]]
@@ -78,18 +87,7 @@ if rated:
             if not x:
                 continue
             cells = [f"{rate:.0f}/s", str(conc), name, f"{x['rps']:.0f}", f"{x['p50_us']} µs",
-                     f"{x['p99_us']} µs"]
-            if d and name != "direct":
-                cells += [f"{x['p50_us'] - d['p50_us']:+d} µs", f"{x['p99_us'] - d['p99_us']:+d} µs"]
-            else:
-                cells += ["", ""]
-            mean = x.get("log_append_mean_us")
-            cells.append(f"{mean:.0f} µs" if mean is not None else "")
-            cpu = x.get("server_cpu_us_per_req")
-            dcpu = d.get("server_cpu_us_per_req") if d else None
-            if name == "nginx":
-                cpu = cpu - dcpu if cpu is not None and dcpu is not None else None
-            cells.append(f"{cpu:.0f} µs" if cpu is not None else "")
+                     f"{x['p99_us']} µs", *tail_cells(x, d, name)]
             print("| " + " | ".join(cells) + " |")
         for name, x in p.items():
             if x["errors"]:
