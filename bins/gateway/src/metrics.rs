@@ -98,7 +98,7 @@ impl Metrics {
         });
         registry.register(
             "requests",
-            "Agent requests by decision and service",
+            "Agent requests by decision and service (at most 256 service names; the rest count as `other`)",
             requests.clone(),
         );
         registry.register(
