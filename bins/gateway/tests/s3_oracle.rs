@@ -386,6 +386,45 @@ fn aws_chunked_uploads_are_verified_and_re_signed_chunk_by_chunk() {
         "the tampered upload reached the store: {}",
         out.stdout
     );
+
+    // The upload was allowed, so its outcome is in the log, and it says why the gateway
+    // answered in the upstream's place.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let outcome = loop {
+        let entries = gw.entries();
+        let bad = entries
+            .iter()
+            .filter(|e| e["kind"] == "request_decision" && e["operation"] == "PutObject")
+            .next_back()
+            .map(|d| d["seq"].clone());
+        let outcome = entries
+            .iter()
+            .find(|e| e["kind"] == "request_outcome" && Some(&e["decision_seq"]) == bad.as_ref())
+            .cloned();
+        match outcome {
+            Some(o) => break o,
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None => panic!("no outcome for the tampered upload in {entries:?}"),
+        }
+    };
+    assert_eq!(outcome["status"], status, "{outcome}");
+    // No upstream answered: no upstream request id (the response's is the gateway's own).
+    assert!(outcome["upstream_request_id"].is_null(), "{outcome}");
+    let error = outcome["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("chunk 1 signature does not match"),
+        "{outcome}"
+    );
+    // The good upload's outcome has no error.
+    let others: Vec<_> = gw
+        .entries()
+        .into_iter()
+        .filter(|e| e["kind"] == "request_outcome" && e["seq"] != outcome["seq"])
+        .filter(|e| e.get("error").is_some())
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
 }
 
 /// A self-signed leaf certificate for 127.0.0.1 (and localhost), made with the openssl CLI.

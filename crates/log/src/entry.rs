@@ -244,7 +244,9 @@ pub struct RequestOutcome {
     pub upstream_request_id: Option<String>,
     /// Total latency in microseconds.
     pub latency_us: u64,
-    /// Why the exchange ended early: the upstream's response body failed, or the agent
+    /// Why the exchange did not complete: the gateway answered in the upstream's place
+    /// after the decision (the agent's body failed its signature check, no credentials,
+    /// the upstream unreachable), the upstream's response body failed, or the agent
     /// stopped reading before the end. Absent (not `null`) when it completed, so entries
     /// written before this field existed read the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]

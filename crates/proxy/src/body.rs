@@ -122,7 +122,8 @@ impl<B: Body<Data = Bytes>> Body for CountingBody<B> {
 pub struct OutcomeState {
     /// The sink to record into.
     pub sink: Arc<dyn LogSink>,
-    /// The record with everything but the byte counts, latency and error filled in.
+    /// The record with everything but the byte counts and latency filled in (`error`: set
+    /// when the gateway answered in the upstream's place).
     pub record: OutcomeRecord,
     /// Bytes forwarded upstream, counted by a [`CountingBody`] on the request.
     pub bytes_in: Arc<AtomicU64>,
@@ -136,7 +137,9 @@ impl OutcomeState {
         record.bytes_in = self.bytes_in.load(Ordering::Relaxed);
         record.bytes_out = bytes_out;
         record.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        record.error = error;
+        // The gateway's own answer (already in the record) says more than how its body
+        // ended.
+        record.error = record.error.or(error);
         // The response is already on its way; the outcome is evidence, not a gate. A
         // failed append shows up in the sink's health (and so in /readyz).
         self.sink.record_outcome(record);
@@ -157,7 +160,12 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(state) = this.state.take() {
-                state.finish(*this.bytes_out, Some("response not read to the end".into()));
+                // hyper stops polling a body that says it has ended (its length is known
+                // and all of it was taken) and drops it without the final `None`: that
+                // body was sent whole. Otherwise the agent went away before the end.
+                let error = (!this.inner.is_end_stream())
+                    .then(|| "response not read to the end".to_owned());
+                state.finish(*this.bytes_out, error);
             }
         }
     }

@@ -53,6 +53,13 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// A response extension: the gateway answered the agent itself after the decision was
+/// recorded (no credentials for the grant, the agent's body failed its signature check,
+/// the upstream could not be reached), with this message. The outcome entry carries it as
+/// its `error`, so the log says why an allowed request got no upstream answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnsweredByGateway(pub String);
+
 impl Refusal {
     /// A refusal of `kind` with `message`.
     pub fn new(kind: RefusalKind, message: impl Into<String>) -> Self {
@@ -108,6 +115,19 @@ impl Refusal {
         request_id: &str,
     ) -> Response<crate::body::ProxyBody> {
         self.render(format, request_id).map(crate::body::full)
+    }
+
+    /// [`Refusal::into_response`] for a refusal made after the decision was recorded: the
+    /// response also carries the message as [`AnsweredByGateway`], for the outcome entry.
+    pub fn into_recorded_response(
+        self,
+        format: ErrorFormat,
+        request_id: &str,
+    ) -> Response<crate::body::ProxyBody> {
+        let message = AnsweredByGateway(self.message.clone());
+        let mut response = self.into_response(format, request_id);
+        response.extensions_mut().insert(message);
+        response
     }
 
     /// Render as an HTTP response in `format`, tagged with the gateway's `request_id`.

@@ -33,7 +33,7 @@ mod stage;
 pub mod upstream;
 
 pub use context::{ClientAddr, ProxyOptions, Shared};
-pub use error::{ErrorFormat, Refusal, RefusalKind};
+pub use error::{AnsweredByGateway, ErrorFormat, Refusal, RefusalKind};
 pub use seams::{
     BoxFuture, CredentialError, CredentialSource, DecisionRecord, GrantDirectory, GrantEntry,
     LogSink, OutcomeRecord, SinkError,

@@ -15,7 +15,7 @@ use crate::stage::{Inner, stage};
 use crate::body::{OutcomeBody, OutcomeState, ProxyBody};
 use crate::classify::missing_context;
 use crate::context::{RequestCtx, Shared};
-use crate::error::{Refusal, RefusalKind};
+use crate::error::{AnsweredByGateway, Refusal, RefusalKind};
 use crate::seams::{DecisionRecord, OutcomeRecord};
 
 /// Bytes forwarded upstream for this request, counted by the re-sign layer.
@@ -61,9 +61,13 @@ async fn record<S: Inner>(
     req.extensions_mut().insert(ctx);
     let response = inner.call(req).await?;
     let (mut parts, body) = response.into_parts();
+    // A response the gateway made itself after this decision says why, in the outcome,
+    // and has no upstream request id (its request id header is the gateway's own).
+    let answered = parts.extensions.remove::<AnsweredByGateway>().map(|a| a.0);
     let upstream_request_id = ["x-amz-request-id", "x-amzn-requestid"]
         .iter()
         .find_map(|h| parts.headers.get(*h))
+        .filter(|_| answered.is_none())
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let state = OutcomeState {
@@ -77,7 +81,7 @@ async fn record<S: Inner>(
             bytes_out: 0,
             upstream_request_id,
             latency_us: 0,
-            error: None,
+            error: answered,
         },
         bytes_in: bytes_in.0,
         started,

@@ -86,10 +86,10 @@ where
                             }
                             None => refusal,
                         };
-                        Ok(refusal.into_response(format, &request_id))
+                        Ok(refusal.into_recorded_response(format, &request_id))
                     }
                 },
-                Err(refusal) => Ok(refusal.into_response(format, &request_id)),
+                Err(refusal) => Ok(refusal.into_recorded_response(format, &request_id)),
             }
         })
     }
