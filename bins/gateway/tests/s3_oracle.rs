@@ -394,8 +394,7 @@ fn aws_chunked_uploads_are_verified_and_re_signed_chunk_by_chunk() {
         let entries = gw.entries();
         let bad = entries
             .iter()
-            .filter(|e| e["kind"] == "request_decision" && e["operation"] == "PutObject")
-            .next_back()
+            .rfind(|e| e["kind"] == "request_decision" && e["operation"] == "PutObject")
             .map(|d| d["seq"].clone());
         let outcome = entries
             .iter()
