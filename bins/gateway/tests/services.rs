@@ -296,6 +296,16 @@ try:
     out["sigv4a"] = "ok"
 except urllib.error.HTTPError as e:
     out["sigv4a"] = str(e.code) + " " + e.read().decode()
+# An access key id of 100,000 characters: refused, and named only in part (in the answer
+# and in the log entry, which would otherwise be too large to record).
+req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/reports/q1/summary.txt", headers={
+    "Authorization": "AWS4-HMAC-SHA256 Credential=" + "A" * 100000 + "/" + amz[:8] + "/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+    "X-Amz-Date": amz, "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+try:
+    urllib.request.urlopen(req)
+    out["huge_key"] = "ok"
+except urllib.error.HTTPError as e:
+    out["huge_key"] = str(e.code) + " " + e.read().decode()
 print(json.dumps(out))
 "#;
 
@@ -322,11 +332,22 @@ fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
         sigv4a.starts_with("501") && sigv4a.contains("NotImplemented"),
         "{sigv4a}"
     );
-    // Each refusal is recorded, and none was forwarded.
+    let huge = v["huge_key"].as_str().unwrap();
+    assert!(
+        huge.starts_with("403") && huge.contains("InvalidAccessKeyId") && huge.len() < 1000,
+        "{}",
+        &huge[..huge.len().min(300)]
+    );
+    // Each refusal is recorded (the huge key's too), and none was forwarded.
     let entries = stack.gateway.entries();
-    let denied = entries
+    let denied: Vec<_> = entries
         .iter()
         .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
-        .count();
-    assert_eq!(denied, 9);
+        .collect();
+    assert_eq!(denied.len(), 10, "{denied:#?}");
+    let named = format!("unknown access key id `{}`", "A".repeat(64));
+    assert!(
+        denied.iter().any(|e| e["reason"] == named.as_str()),
+        "{denied:#?}"
+    );
 }

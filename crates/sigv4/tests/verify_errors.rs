@@ -133,6 +133,22 @@ fn unknown_key_missing_auth_and_malformed_auth() {
     );
     assert_eq!(e.to_string(), "unknown access key id `AKIDEXAMPLE`");
 
+    // An access key id of any length is named only in part: the message goes into the
+    // agent's error and the gateway's log entry, whose size is bounded.
+    let long = "A".repeat(100_000);
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={long}/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+        "0".repeat(64)
+    );
+    let mut huge = vanilla("20150830T123600Z", "20150830");
+    huge.headers.insert("authorization", auth.parse().unwrap());
+    let e = verify(&huge, &nobody, common::at("20150830T123600Z"), &o).unwrap_err();
+    assert_eq!(e.aws_code(), "InvalidAccessKeyId");
+    assert_eq!(
+        e.to_string(),
+        format!("unknown access key id `{}`", &long[..64])
+    );
+
     parts.headers.insert(
         "authorization",
         "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request"
