@@ -101,7 +101,7 @@ fn stack_with(edit: impl FnOnce(&mut String)) -> (S3s, Gateway, AwsEnv) {
         ADMIN_TOKEN,
         &[
             "--identity", "agent:uploader", "--task", "t", "--intent", "upload files", "--role", "ops", "--ttl", "30m",
-            "--allow", "s3:GetObject,s3:PutObject,s3:ListBucket,s3:AbortMultipartUpload,s3:ListMultipartUploadParts",
+            "--allow", "s3:GetObject,s3:PutObject,s3:DeleteObject,s3:ListBucket,s3:AbortMultipartUpload,s3:ListMultipartUploadParts",
             "--resource", "arn:aws:s3:::bucket", "--resource", "arn:aws:s3:::bucket/*",
             "--deny", "s3:GetObject", "--resource", "arn:aws:s3:::bucket/private/*",
         ],
@@ -241,6 +241,48 @@ fn the_rust_sdk_uploads_and_downloads_through_the_gateway() {
         let err = format!("{:?}", denied.unwrap_err());
         assert!(err.contains("AccessDenied"), "{err}");
     });
+}
+
+const BULK_DELETE: &str = r#"
+import boto3, json
+s3 = boto3.client("s3")
+keys = ["bulk/" + "k" * 60 + "-%04d" % i for i in range(1000)]
+for k in keys[:3]:
+    s3.put_object(Bucket="bucket", Key=k, Body=b"x")
+r = s3.delete_objects(Bucket="bucket", Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+left = s3.list_objects_v2(Bucket="bucket", Prefix="bulk/").get("KeyCount", 0)
+print(json.dumps({"status": r["ResponseMetadata"]["HTTPStatusCode"], "left": left}))
+"#;
+
+#[test]
+fn a_bulk_delete_of_a_thousand_keys_is_recorded_key_by_key_and_forwarded() {
+    // S3's largest DeleteObjects: 1,000 keys. Its decision entry names every key, which
+    // takes more than the 64 KiB an entry could once hold.
+    let (_s3, gw, agent) = stack();
+    let out = run_python(BULK_DELETE, &agent).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {}{}\n{}", out.stdout, out.stderr, gw.server_log()));
+    assert_eq!(
+        (v["status"].as_u64(), v["left"].as_u64()),
+        (Some(200), Some(0)),
+        "{v}"
+    );
+    let entries = gw.entries();
+    let decision = entries
+        .iter()
+        .find(|e| e["kind"] == "request_decision" && e["operation"] == "DeleteObjects")
+        .unwrap_or_else(|| panic!("no DeleteObjects decision"));
+    assert_eq!(decision["allowed"], true);
+    let resources: Vec<&str> = decision["access"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "s3:DeleteObject")
+        .flat_map(|a| a["resources"].as_array().unwrap())
+        .filter_map(|r| r.as_str())
+        .collect();
+    assert_eq!(resources.len(), 1000);
+    assert!(resources[999].ends_with("-0999"), "{}", resources[999]);
 }
 
 /// A `STREAMING-AWS4-HMAC-SHA256-PAYLOAD` PUT built with the `aws-sigv4` crate's own

@@ -296,8 +296,8 @@ try:
     out["sigv4a"] = "ok"
 except urllib.error.HTTPError as e:
     out["sigv4a"] = str(e.code) + " " + e.read().decode()
-# An access key id of 100,000 characters: refused, and named only in part (in the answer
-# and in the log entry, which would otherwise be too large to record).
+# An access key id of 100,000 characters: refused, recorded, and named only in part (in
+# the answer and in the log entry).
 req = urllib.request.Request(os.environ["AWS_ENDPOINT_URL"] + "/reports/q1/summary.txt", headers={
     "Authorization": "AWS4-HMAC-SHA256 Credential=" + "A" * 100000 + "/" + amz[:8] + "/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
     "X-Amz-Date": amz, "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})

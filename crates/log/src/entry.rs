@@ -13,9 +13,11 @@ use time::macros::format_description;
 
 use crate::merkle::Hash;
 
-/// Largest encoded entry in bytes, newline excluded. Request bodies are never
-/// stored (a digest may be), so real entries are far below this.
-pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+/// Largest encoded entry in bytes, newline excluded. Request bodies are never stored (a
+/// digest may be), but a decision names every resource it covers: S3's largest
+/// DeleteObjects (1,000 keys of up to 1,024 bytes, each as an ARN) takes about 1.1 MiB.
+/// This leaves room for that, and bounds what a reader must hold for one line.
+pub const MAX_ENTRY_BYTES: usize = 2 * 1024 * 1024;
 
 /// One log entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -604,6 +606,33 @@ mod tests {
                 },
                 allowed, reason, grant_event_seq, source, body_sha256,
             }
+        }
+    }
+
+    #[test]
+    fn the_largest_bulk_delete_fits_and_anything_past_the_bound_is_refused() {
+        let EntryBody::RequestDecision(mut d) = sample_bodies()[2].clone() else {
+            panic!("sample 2 is a decision")
+        };
+        // S3's largest DeleteObjects: 1,000 keys of 1,024 bytes, each named as an ARN.
+        d.access.actions = vec![custody_grant::ActionRequest {
+            action: "s3:DeleteObject".into(),
+            resources: (0..1000)
+                .map(|i| format!("arn:aws:s3:::{}/{:01024}", "b".repeat(63), i))
+                .collect(),
+            named_explicitly: false,
+        }];
+        let body = EntryBody::RequestDecision(d.clone());
+        let encoded = body.encode().unwrap();
+        assert!(encoded.len() > 1 << 20, "{}", encoded.len());
+        // Past the bound: refused with the sizes, not written.
+        d.reason = "x".repeat(MAX_ENTRY_BYTES);
+        match EntryBody::RequestDecision(d).encode() {
+            Err(EntryError::TooLarge { size, max }) => {
+                assert!(size > max);
+                assert_eq!(max, MAX_ENTRY_BYTES);
+            }
+            other => panic!("{other:?}"),
         }
     }
 

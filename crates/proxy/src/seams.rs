@@ -100,7 +100,7 @@ pub struct OutcomeRecord {
 
 /// Why a record could not be written. The proxy refuses to forward on this.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("session log unavailable: {0}")]
+#[error("session log: {0}")]
 pub struct SinkError(pub String);
 
 /// Where decisions and outcomes are recorded. An allowed decision must be durable when

@@ -229,8 +229,8 @@ pub fn verify(
     let auth = parse_auth(parts)?;
     let secret = lookup
         .secret(&auth.access_key_id)
-        // Named in part: the agent chooses its length, and the message goes into the error
-        // it gets back and into the gateway's log entry (bounded in size).
+        // Named in part: the agent chooses its length, and the message goes back in the
+        // error it gets and into the gateway's log entry.
         .ok_or_else(|| AuthError::UnknownAccessKey(short(&auth.access_key_id).to_owned()))?;
 
     // Scope and time.

@@ -133,8 +133,8 @@ fn unknown_key_missing_auth_and_malformed_auth() {
     );
     assert_eq!(e.to_string(), "unknown access key id `AKIDEXAMPLE`");
 
-    // An access key id of any length is named only in part: the message goes into the
-    // agent's error and the gateway's log entry, whose size is bounded.
+    // An access key id of any length is named only in part: the message goes back in the
+    // agent's error and into the gateway's log entry.
     let long = "A".repeat(100_000);
     let auth = format!(
         "AWS4-HMAC-SHA256 Credential={long}/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
