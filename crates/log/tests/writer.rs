@@ -179,7 +179,7 @@ fn oversized_entry_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(config(dir.path()), key()).unwrap();
     let big = EntryBody::GatewayStopped {
-        reason: "x".repeat(70_000),
+        reason: "x".repeat(custody_log::entry::MAX_ENTRY_BYTES),
     };
     assert!(log.append(big).is_err());
     assert_eq!(log.append(outcome(1)).unwrap().seq, 1);
