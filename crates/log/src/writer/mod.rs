@@ -672,9 +672,6 @@ impl Reply {
     }
 }
 
-/// The committer thread panicked (a bug): the log is failed for good. Queued entries
-/// are dropped (their waiters get an error), later appends are refused with the reason,
-/// and `close` reports it.
 impl Queue {
     /// A batch was just written: linger for `delay` (no-op when zero).
     fn linger(&mut self, delay: Duration) {
@@ -684,6 +681,9 @@ impl Queue {
     }
 }
 
+/// The committer thread panicked (a bug): the log is failed for good. Queued entries
+/// are dropped (their waiters get an error), later appends are refused with the reason,
+/// and `close` reports it.
 fn committer_died(shared: &Shared) {
     let e = LogError::Failed(
         "the log's committer thread panicked; the log takes no more entries".into(),
