@@ -152,14 +152,13 @@ mod tests {
         }
     }
 
-    fn decisions(dir: &std::path::Path) -> Vec<RequestDecision> {
+    /// Every entry body in the log at `dir`, in order.
+    fn bodies(dir: &std::path::Path) -> Vec<EntryBody> {
         let mut out = Vec::new();
         for (_, path) in storage::list_segments(dir).unwrap() {
             let data = std::fs::read(path).unwrap();
             for line in storage::split_lines(storage::trim_padding(&data)).0 {
-                if let EntryBody::RequestDecision(d) = Entry::decode(line).unwrap().body {
-                    out.push(d);
-                }
+                out.push(Entry::decode(line).unwrap().body);
             }
         }
         out
@@ -191,7 +190,14 @@ mod tests {
         });
         log.close().unwrap();
 
-        let d = decisions(dir.path());
+        let bodies = bodies(dir.path());
+        let d: Vec<&RequestDecision> = bodies
+            .iter()
+            .filter_map(|b| match b {
+                EntryBody::RequestDecision(d) => Some(d),
+                _ => None,
+            })
+            .collect();
         assert_eq!(d.len(), 2);
         assert_eq!(
             (
@@ -215,11 +221,9 @@ mod tests {
             "because \"quoted\" (access key id `AKIAUNKNOWN000000000`)"
         );
         // The outcome was written by the close at the latest.
-        let data = std::fs::read(storage::list_segments(dir.path()).unwrap()[0].1.clone()).unwrap();
-        let outcome = storage::split_lines(storage::trim_padding(&data))
-            .0
-            .into_iter()
-            .find_map(|l| match Entry::decode(l).unwrap().body {
+        let outcome = bodies
+            .iter()
+            .find_map(|b| match b {
                 EntryBody::RequestOutcome(o) => Some(o),
                 _ => None,
             })
