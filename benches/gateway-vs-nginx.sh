@@ -341,15 +341,20 @@ d["server_cpu_us_per_req"] = int(sys.argv[5]) / int(sys.argv[6]) * 1e6 / sent if
 print(json.dumps(d))
 EOF
 }
+four_paths() {  # op conc path [extra loadgen args]: one point on each path
+    local op=$1 conc=$2 path=$3
+    shift 3
+    point "$op" "$conc" "$path" direct "127.0.0.1:$UP_PORT" "" "$(nginx_pids)" "$@"
+    point "$op" "$conc" "$path" nginx "127.0.0.1:$PROXY_PORT" "" "$(nginx_pids)" "$@"
+    point "$op" "$conc" "$path" gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT" "$GW_PID" "$@"
+    point "$op" "$conc" "$path" gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" "${GW_PIDS[gw-tmpfs]}" \
+        --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}" "$@"
+}
 run_matrix() {  # op path "conc list"
     local op=$1 path=$2 conc
     for conc in $3; do
         say "$op c=$conc"
-        point "$op" "$conc" "$path" direct "127.0.0.1:$UP_PORT" "" "$(nginx_pids)"
-        point "$op" "$conc" "$path" nginx "127.0.0.1:$PROXY_PORT" "" "$(nginx_pids)"
-        point "$op" "$conc" "$path" gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT" "$GW_PID"
-        point "$op" "$conc" "$path" gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" "${GW_PIDS[gw-tmpfs]}" \
-            --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}"
+        four_paths "$op" "$conc" "$path"
     done
 }
 run_matrix get /bench/small.bin "$GET_CONC"
@@ -358,15 +363,7 @@ run_matrix put /bench/put-1mib.bin "$PUT_CONC"
 # gateway's own and not queueing behind a saturated CPU.
 for rate in $GET_RATES; do
     say "get at $rate/s over $RATE_CONC connections"
-    for p in direct nginx gateway gw-tmpfs; do
-        case $p in
-            direct) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin direct "127.0.0.1:$UP_PORT" "" "$(nginx_pids)" --rate "$rate" ;;
-            nginx) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin nginx "127.0.0.1:$PROXY_PORT" "" "$(nginx_pids)" --rate "$rate" ;;
-            gateway) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin gateway "127.0.0.1:$AGENT_PORT" "$ADMIN_PORT" "$GW_PID" --rate "$rate" ;;
-            gw-tmpfs) LABEL=get-rate point get "$RATE_CONC" /bench/small.bin gw-tmpfs "127.0.0.1:${GW_AGENT[gw-tmpfs]}" "${GW_ADMIN[gw-tmpfs]}" "${GW_PIDS[gw-tmpfs]}" \
-                --rate "$rate" --access-key-id "${GW_AKID[gw-tmpfs]}" --secret-access-key "${GW_SECRET_KEY[gw-tmpfs]}" ;;
-        esac
-    done
+    LABEL=get-rate four_paths get "$RATE_CONC" /bench/small.bin --rate "$rate"
 done
 
 # --- memory -------------------------------------------------------------------------------
