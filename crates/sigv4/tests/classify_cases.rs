@@ -628,7 +628,7 @@ mod classify {
                 "DynamoDB_20120810.GetItem",
                 r#"{"TableName":["a","b"]}"#
             ),
-            Err(ClassifyError::InvalidParameter { .. })
+            Err(ClassifyError::Malformed { .. })
         ));
         let e = json("dynamodb", "DynamoDB_20120810.DropEverything", "{}").unwrap_err();
         assert_eq!(
@@ -793,7 +793,7 @@ mod classify {
                 &[("content-type", "application/json")],
                 Some(b"Action=GetCallerIdentity")
             ),
-            Err(ClassifyError::Malformed { .. })
+            Err(ClassifyError::NotOneReading { .. })
         ));
         assert!(matches!(
             form("sts", "Version=2011-06-15"),

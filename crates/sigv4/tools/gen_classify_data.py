@@ -54,6 +54,88 @@ def wire_location(protocol, member_name, shape):
     return ["body", ser.get("name", member_name) if protocol == "rest-json" else member_name]
 
 
+def query_name(protocol, shape, default):
+    """A member's name on the query/EC2 wire (botocore's Query/EC2 serializers)."""
+    ser = shape.serialization
+    if protocol == "ec2":
+        if "queryName" in ser:
+            return ser["queryName"]
+        if "name" in ser:
+            return ser["name"][:1].upper() + ser["name"][1:]
+        return default
+    return ser.get("name", default)
+
+
+class Shapes:
+    """The input shapes of a service as the validator reads them: which member names
+    may appear on the wire, and what each holds. Only shapes reachable from an
+    operation's input are kept. A structure is `{wire name: ref}`, a list
+    `["l", ref, member segment or null]`, a map `["m", value ref, key name, value
+    name, flattened]`; the ref `""` is a scalar and `"*"` a document (any JSON)."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.table = {}
+
+    def ref(self, shape):
+        if shape.type_name == "structure":
+            if shape.metadata.get("document"):
+                return "*"
+            if shape.name not in self.table:
+                self.table[shape.name] = None  # recursion guard
+                self.table[shape.name] = self.struct(shape.members)
+            return shape.name
+        if shape.type_name == "list":
+            if shape.name not in self.table:
+                self.table[shape.name] = None
+                self.table[shape.name] = self.list(shape)
+            return shape.name
+        if shape.type_name == "map":
+            if shape.name not in self.table:
+                self.table[shape.name] = None
+                self.table[shape.name] = self.map(shape)
+            return shape.name
+        return ""
+
+    def struct(self, members):
+        out = {}
+        for key, m in members.items():
+            out[self.wire_name(key, m)] = self.ref(m)
+        return dict(sorted(out.items()))
+
+    def wire_name(self, key, m):
+        if self.protocol in ("json", "rest-json"):
+            return m.serialization.get("name", key)
+        if (
+            self.protocol == "query"
+            and m.type_name == "list"
+            and m.serialization.get("flattened")
+            and m.member.serialization.get("name")
+        ):
+            # A flattened list whose member is named replaces the list's own name.
+            return query_name(self.protocol, m.member, "")
+        return query_name(self.protocol, m, key)
+
+    def list(self, shape):
+        seg = None
+        if self.protocol == "query" and not shape.serialization.get("flattened"):
+            seg = shape.member.serialization.get("name", "member")
+        return ["l", self.ref(shape.member), seg]
+
+    def map(self, shape):
+        flat = bool(shape.serialization.get("flattened")) or self.protocol not in ("query", "ec2")
+        key = query_name(self.protocol, shape.key, "key")
+        value = query_name(self.protocol, shape.value, "value")
+        return ["m", self.ref(shape.value), key, value, flat]
+
+
+def body_members(protocol, members):
+    """Top-level members that travel in the body (not in the URI, query or headers)."""
+    if protocol not in ("rest-json", "rest-xml"):
+        return members
+    return {k: m for k, m in members.items() if "location" not in m.serialization}
+
+
 def template_members(template):
     return [m for m in PLACEHOLDER.findall(template) if m not in BUILTIN]
 
@@ -67,9 +149,10 @@ def resources_for(op_name, input_members, rules):
             ops = alt.get("ops")
             if ops and not re.search(ops, op_name):
                 continue
-            if all(m in input_members for m in template_members(alt["t"])):
+            needed = template_members(alt["t"]) + ([alt["if"]] if "if" in alt else [])
+            if all(m in input_members for m in needed):
                 out = {"t": alt["t"]}
-                for key in ("arn", "tr", "each"):
+                for key in ("arn", "tr", "each", "if"):
                     if key in alt:
                         out[key] = alt[key]
                 alts.append(out)
@@ -92,6 +175,10 @@ def split_uri(uri):
 def generate_service(session, name, over, minting):
     model = session.get_service_model(name)
     protocol = PROTOCOLS[model.protocol]
+    shapes = Shapes(protocol)
+    # AWS JSON services that still take the query protocol (SQS) get a second table with
+    # the query wire names.
+    query_shapes = Shapes("query") if "awsQueryCompatible" in model.metadata else None
     meta = model.metadata
     prefix = meta.get("signingName", meta["endpointPrefix"])
     actions = over.get("actions", {})
@@ -113,6 +200,8 @@ def generate_service(session, name, over, minting):
         for group in res:
             for alt in group:
                 used.update(template_members(alt["t"]))
+                if "if" in alt:
+                    used.add(alt["if"])
         if "Qualifier" in members and any(a.get("tr") == "lambda_function" for g in res for a in g):
             used.add("Qualifier")
         mem = {}
@@ -131,16 +220,47 @@ def generate_service(session, name, over, minting):
             entry["path"] = path
             if disc:
                 entry["disc"] = disc
-            if protocol == "rest-xml":
-                # Every query parameter the operation knows: anything else in an S3
-                # request could be a subresource this data does not know, so deny.
-                qkeys = sorted(
-                    s.serialization.get("name", m)
-                    for m, s in members.items()
-                    if s.serialization.get("location") == "querystring"
-                )
-                if qkeys:
-                    entry["qkeys"] = qkeys
+            # Every query parameter the operation knows: anything else could be a
+            # subresource or member this data does not know, so it is refused.
+            qkeys = sorted(
+                s.serialization.get("name", m)
+                for m, s in members.items()
+                if s.serialization.get("location") == "querystring"
+            )
+            if qkeys:
+                entry["qkeys"] = qkeys
+            # Header members an S3 or Lambda request may carry (any other `x-amz-*`
+            # header is refused), and the prefix of a headers map (`x-amz-meta-`).
+            hkeys = sorted(
+                s.serialization.get("name", m).lower()
+                for m, s in members.items()
+                if s.serialization.get("location") == "header"
+                and s.serialization.get("name", m).lower().startswith("x-amz-")
+            )
+            if hkeys:
+                entry["hkeys"] = hkeys
+            hpre = sorted(
+                s.serialization.get("name", m).lower()
+                for m, s in members.items()
+                if s.serialization.get("location") == "headers"
+            )
+            if hpre:
+                entry["hpre"] = hpre
+        payload = shape.serialization.get("payload") if shape is not None else None
+        if protocol in ("json", "query", "ec2"):
+            entry["in"] = shapes.struct(members)
+            if query_shapes is not None:
+                entry["qin"] = query_shapes.struct(members)
+        elif payload is None and not body_members(protocol, members):
+            # Nothing of this operation travels in the body: a body is refused.
+            entry["nobody"] = True
+        elif protocol == "rest-json":
+            if payload is None:
+                entry["in"] = shapes.struct(body_members(protocol, members))
+            elif members[payload].type_name == "structure":
+                entry["in"] = shapes.struct(members[payload].members)
+        if op.request_compression and "gzip" in op.request_compression.get("encodings", []):
+            entry["gzip"] = True
         if mem:
             entry["mem"] = mem
         if res:
@@ -170,16 +290,30 @@ def generate_service(session, name, over, minting):
         "json_version": meta.get("jsonVersion"),
         "query_compatible": "awsQueryCompatible" in meta,
         "operations": ops,
+        "shapes": dict(sorted(shapes.table.items())),
+        "qshapes": dict(sorted(query_shapes.table.items())) if query_shapes else {},
     }
 
 
 def render(doc):
     """One operation per line: small diffs when a model changes, cheap to parse."""
-    head = {k: v for k, v in doc.items() if k != "operations"}
+    head = {k: v for k, v in doc.items() if k not in ("operations", "shapes", "qshapes")}
     lines = [json.dumps(head, separators=(",", ":"))[:-1] + ',"operations":[']
     ops = [json.dumps(op, separators=(",", ":")) for op in doc["operations"]]
     lines.append(",\n".join(ops))
-    lines.append("]}")
+    lines.append('],"shapes":{')
+    shapes = [
+        json.dumps(k) + ":" + json.dumps(v, separators=(",", ":"))
+        for k, v in doc["shapes"].items()
+    ]
+    lines.append(",\n".join(shapes))
+    lines.append('},"qshapes":{')
+    qshapes = [
+        json.dumps(k) + ":" + json.dumps(v, separators=(",", ":"))
+        for k, v in doc["qshapes"].items()
+    ]
+    lines.append(",\n".join(qshapes))
+    lines.append("}}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,12 +17,57 @@ use super::{ClassifyError, Protocol};
 #[derive(Debug, Deserialize)]
 pub(crate) struct ServiceData {
     pub(crate) service: String,
+    /// botocore version the data was generated from (named in refusals).
+    #[serde(default)]
+    pub(crate) botocore: String,
+    /// The service model's API version (named in refusals).
+    #[serde(default)]
+    pub(crate) api_version: String,
     pub(crate) protocol: String,
     pub(crate) signing_name: String,
     pub(crate) target_prefix: Option<String>,
     #[serde(default)]
     pub(crate) query_compatible: bool,
     pub(crate) operations: Vec<OpData>,
+    /// Input shapes reachable from the operations' inputs, by name (see [`Shape`]).
+    #[serde(default)]
+    pub(crate) shapes: HashMap<String, Shape>,
+    /// The same shapes with the query protocol's wire names, for AWS JSON services that
+    /// still take query requests (SQS).
+    #[serde(default)]
+    pub(crate) qshapes: HashMap<String, Shape>,
+}
+
+/// An input shape as the member check reads it. A member refers to another shape by
+/// name; the name `""` is a scalar and `"*"` a document (any JSON).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Shape {
+    /// A structure: wire name → shape.
+    Struct(Members),
+    /// `["l", member shape, member segment]`: a list; on the query wire its elements are
+    /// `Name.<segment>.N` (`Name.N` when the segment is null: flattened, and EC2).
+    List(ListTag, String, Option<String>),
+    /// `["m", value shape, key name, value name, flattened]`: a map; on the query wire
+    /// `Name.entry.N.key` / `Name.entry.N.value` (`Name.N.key` when flattened).
+    Map(MapTag, String, String, String, bool),
+}
+
+/// Structure members: wire name → shape name.
+pub(crate) type Members = BTreeMap<String, String>;
+
+/// The `"l"` tag of a list shape.
+#[derive(Debug, Deserialize)]
+pub(crate) enum ListTag {
+    #[serde(rename = "l")]
+    L,
+}
+
+/// The `"m"` tag of a map shape.
+#[derive(Debug, Deserialize)]
+pub(crate) enum MapTag {
+    #[serde(rename = "m")]
+    M,
 }
 
 /// One operation.
@@ -53,6 +98,25 @@ pub(crate) struct OpData {
     pub(crate) version_action: Option<String>,
     #[serde(default)]
     pub(crate) mints: bool,
+    /// The members the body may carry (JSON, query, EC2; REST-JSON body members), by
+    /// wire name. `None` for REST operations whose body the data does not describe.
+    #[serde(rename = "in")]
+    pub(crate) input: Option<Members>,
+    /// The same members with the query protocol's wire names (query-compatible JSON).
+    #[serde(rename = "qin")]
+    pub(crate) query_input: Option<Members>,
+    /// Header members (lower case), REST only: any other `x-amz-*` header is refused.
+    #[serde(default)]
+    pub(crate) hkeys: Vec<String>,
+    /// Prefixes of header-map members (`x-amz-meta-`), REST only.
+    #[serde(default)]
+    pub(crate) hpre: Vec<String>,
+    /// REST: nothing of this operation travels in the body, so a body is refused.
+    #[serde(default)]
+    pub(crate) nobody: bool,
+    /// The model has the request-compression trait with gzip: a gzip body is decoded.
+    #[serde(default)]
+    pub(crate) gzip: bool,
 }
 
 /// Where an input member travels.
@@ -79,6 +143,10 @@ pub(crate) struct ResAlt {
     /// The member is a list: one resource per element.
     #[serde(default)]
     pub(crate) each: bool,
+    /// This alternative applies when this member is present (for a template without
+    /// placeholders, such as `*` for an SNS `PhoneNumber`).
+    #[serde(rename = "if")]
+    pub(crate) if_member: Option<String>,
 }
 
 /// Value transforms that need code.

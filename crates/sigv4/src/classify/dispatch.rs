@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::data::{Loc, OpData, Service, registry};
 use super::json::parse_strict;
+use super::reading;
 use super::request::{Params, content_type, header};
 use super::resources::{ArnCtx, MemberValue, eval_groups, partition};
 use super::route::{Template, split_path};
@@ -34,6 +35,8 @@ pub(crate) struct Req<'a> {
     pub(crate) json: Option<Value>,
     /// Member values a handler supplies instead of the request's (SQS queue URL in path).
     pub(crate) overrides: Vec<(String, MemberValue)>,
+    /// The body as the upstream decodes it (`Content-Encoding: gzip` undone).
+    pub(crate) body: Option<std::borrow::Cow<'a, [u8]>>,
 }
 
 /// See [`super::classify`].
@@ -83,6 +86,7 @@ pub(crate) fn needs_body(
                 match route(service, method, path, &query, headers) {
                     Ok((op, _)) => {
                         handlers::needs_body(op)
+                            || op.input.is_some()
                             || op.mem.values().any(|(loc, _)| *loc == Loc::Body)
                     }
                     Err(_) => false,
@@ -117,6 +121,7 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
     let candidates = registry.by_signing_name(input.signing_name);
     let query = Params::parse(input.query.unwrap_or_default().as_bytes());
     let target = header(input.headers, "x-amz-target")?;
+    let body = reading::decoded_body(input)?;
     let unrecognised = |service: &Service, reason: String| ClassifyError::Unrecognised {
         service: service.data.service.clone(),
         reason,
@@ -129,7 +134,7 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
             });
         }
         [one] => *one,
-        many => pick_service(many, input, target, &query)?,
+        many => pick_service(many, input, body.as_deref(), target, &query)?,
     };
     let mut req = Req {
         input,
@@ -145,6 +150,7 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
         labels: Vec::new(),
         json: None,
         overrides: Vec::new(),
+        body,
     };
     match service.protocol {
         Protocol::Json => match target {
@@ -174,7 +180,7 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
                         operation: name.to_owned(),
                     })?;
                 // Absent body: members read from it fail with `BodyRequired` later.
-                req.json = input.body.map(json_body).transpose()?;
+                req.json = req.body.as_deref().map(json_body).transpose()?;
             }
             None if service.data.query_compatible => query_operation(&mut req)?,
             None => {
@@ -194,13 +200,12 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
             let (op, labels) = route(service, input.method, input.path, &req.query, input.headers)?;
             req.op = op;
             req.labels = labels;
-            if service.protocol == Protocol::RestJson
-                && op.mem.values().any(|(loc, _)| *loc == Loc::Body)
-            {
-                req.json = input.body.map(json_body).transpose()?;
+            if service.protocol == Protocol::RestJson && op.input.is_some() {
+                req.json = req.body.as_deref().map(json_body).transpose()?;
             }
         }
     }
+    reading::check(&req, target)?;
     Ok(req)
 }
 
@@ -210,18 +215,17 @@ fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyE
 fn pick_service(
     candidates: &[&'static Service],
     input: &ClassifyInput<'_>,
+    body: Option<&[u8]>,
     target: Option<&str>,
     query: &Params,
 ) -> Result<&'static Service, ClassifyError> {
     let form_action = query.contains("Action")
-        || (input.body.is_some_and(|b| !b.is_empty())
+        || (body.is_some_and(|b| !b.is_empty())
             && matches!(
                 content_type(input.headers).ok().flatten().as_deref(),
                 None | Some("application/x-www-form-urlencoded")
             )
-            && input
-                .body
-                .is_some_and(|b| Params::parse(b).contains("Action")));
+            && body.is_some_and(|b| Params::parse(b).contains("Action")));
     let fits = |s: &&'static Service| match s.protocol {
         Protocol::Json => match (target, &s.data.target_prefix) {
             (Some(t), Some(p)) => t.rsplit_once('.').is_some_and(|(tp, _)| tp == p),
@@ -253,13 +257,16 @@ fn pick_service(
 fn query_operation(req: &mut Req<'_>) -> Result<(), ClassifyError> {
     let service = req.service;
     let mut params = req.query.clone();
-    if let Some(body) = req.input.body.filter(|b| !b.is_empty()) {
+    if let Some(body) = req.body.as_deref().filter(|b| !b.is_empty()) {
         match content_type(req.input.headers)?.as_deref() {
-            None | Some("application/x-www-form-urlencoded") => params.extend(Params::parse(body)),
-            Some(other) => {
-                return Err(ClassifyError::Malformed {
-                    part: "body",
-                    reason: format!("content type `{other}` is not a form for a query request"),
+            Some("application/x-www-form-urlencoded") => params.extend(Params::parse(body)),
+            other => {
+                return Err(ClassifyError::NotOneReading {
+                    service: service.data.service.clone(),
+                    reason: format!(
+                        "content type `{}` is not a form, which a query request's body must be",
+                        other.unwrap_or("(none)")
+                    ),
                 });
             }
         }
@@ -378,9 +385,9 @@ pub(crate) fn route(
             second: other.name.clone(),
         });
     }
-    if service.protocol == Protocol::RestXml {
-        // S3 names subresources with query keys: a key we do not know could make S3 do
-        // something other than what we classified.
+    {
+        // S3 names subresources with query keys, REST-JSON services members: a key we do
+        // not know could make the upstream do something other than what we classified.
         if let Some(dup) = query.first_duplicate() {
             return Err(ClassifyError::DuplicateParameter {
                 name: dup.to_owned(),
@@ -545,7 +552,7 @@ mod tests {
             account_id: "1",
         };
         let target = header(&headers, "x-amz-target").unwrap();
-        pick_service(&shared(), &input, target, &Params::parse(q.as_bytes()))
+        pick_service(&shared(), &input, body, target, &Params::parse(q.as_bytes()))
             .map(|s| s.data.service.clone())
     }
 

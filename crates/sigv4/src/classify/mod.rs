@@ -39,6 +39,8 @@ mod data_files;
 mod dispatch;
 mod handlers;
 mod json;
+mod members;
+mod reading;
 mod request;
 mod resources;
 mod route;
@@ -163,6 +165,27 @@ pub enum ClassifyError {
     DuplicateJsonKey {
         /// The repeated key.
         key: String,
+    },
+    /// A member (JSON key, form parameter, header) the operation's input shape in the
+    /// service model does not have: an upstream could honour it, this gateway cannot.
+    #[error("cannot classify: `{member}` is not a member of `{operation}` ({model})")]
+    UnknownMember {
+        /// The member as sent (a JSON path, a form key, `header x-amz-…`).
+        member: String,
+        /// The operation the request otherwise matched.
+        operation: String,
+        /// The model it was judged by (`dynamodb 2012-08-10, botocore 1.43.11`).
+        model: String,
+    },
+    /// The request could be read in more than one way by the upstream (a second
+    /// operation selector, a path or content type the protocol does not use, a body
+    /// where none belongs): refused rather than guessed.
+    #[error("cannot classify `{service}` request: {reason}")]
+    NotOneReading {
+        /// Service name.
+        service: String,
+        /// What allows a second reading.
+        reason: String,
     },
     /// A query parameter that could name a subresource this data does not know.
     #[error("cannot classify: unknown query parameter `{name}` for `{operation}`")]

@@ -38,8 +38,13 @@ pub(crate) fn partition(region: &str) -> &'static str {
     }
 }
 
-/// Evaluates resource groups: per group, the first alternative whose members are all
-/// present. `*` when no group yields anything.
+/// Evaluates resource groups. In a group, the first alternative whose members are all
+/// present names the resource; a later alternative that is present too names another
+/// one unless its members are a subset of those already used (`{Bucket}` after
+/// `{Bucket}/{Key}` is the same resource, less specific). So a request that names a
+/// resource through two alternative members (SNS `TopicArn` and `TargetArn`, CloudWatch
+/// Logs `logGroupName` and `logGroupIdentifier`) is authorised on both: whichever the
+/// upstream reads, it was decided on. `*` when no group yields anything.
 pub(crate) fn eval_groups(
     groups: &[Vec<ResAlt>],
     ctx: ArnCtx<'_>,
@@ -47,14 +52,19 @@ pub(crate) fn eval_groups(
 ) -> Result<Vec<String>, ClassifyError> {
     let mut out: Vec<String> = Vec::new();
     for group in groups {
+        let mut used: Vec<&str> = Vec::new();
         for alt in group {
+            let names = alt_members(alt);
+            if !used.is_empty() && names.iter().all(|n| used.contains(n)) {
+                continue;
+            }
             if let Some(arns) = eval_alt(alt, ctx, lookup)? {
                 for a in arns {
                     if !out.contains(&a) {
                         out.push(a);
                     }
                 }
-                break;
+                used.extend(names);
             }
         }
     }
@@ -64,12 +74,26 @@ pub(crate) fn eval_groups(
     Ok(out)
 }
 
+/// The members an alternative reads: its placeholders and its `if` member.
+fn alt_members(alt: &ResAlt) -> Vec<&str> {
+    let mut names = placeholders(&alt.t);
+    names.extend(alt.if_member.as_deref());
+    names
+}
+
 /// Evaluates one alternative; `None` when one of its members is absent.
 fn eval_alt(
     alt: &ResAlt,
     ctx: ArnCtx<'_>,
     lookup: &mut Lookup<'_>,
 ) -> Result<Option<Vec<String>>, ClassifyError> {
+    if let Some(member) = &alt.if_member {
+        match lookup(member)? {
+            None => return Ok(None),
+            Some(MemberValue::One(v)) if v.is_empty() => return Ok(None),
+            Some(_) => {}
+        }
+    }
     let names = placeholders(&alt.t);
     let mut values: Vec<(&str, MemberValue)> = Vec::with_capacity(names.len());
     for name in &names {

@@ -42,6 +42,16 @@ pub(crate) fn apply(
             .map(|(_, v)| v.as_str())
     };
     let bucket = label("Bucket");
+    if let Some(b) = bucket
+        && let Err(why) = bucket_name(b)
+    {
+        // An S3-compatible upstream may serve its own APIs under paths no bucket can
+        // have; and a name S3 could not create is not one the grant was written for.
+        return Err(ClassifyError::InvalidParameter {
+            name: format!("Bucket ({why})"),
+            value: b.to_owned(),
+        });
+    }
     let target = cls
         .actions
         .first()
@@ -71,7 +81,7 @@ pub(crate) fn apply(
             });
         }
         "DeleteObjects" => {
-            let body = req.input.body.ok_or_else(|| ClassifyError::BodyRequired {
+            let body = req.body.as_deref().ok_or_else(|| ClassifyError::BodyRequired {
                 operation: op.name.clone(),
             })?;
             let b = bucket.unwrap_or_default();
@@ -193,6 +203,41 @@ pub(crate) fn apply(
 
 /// Parses `x-amz-copy-source`: `[/]bucket/key[?versionId=v]` (URL-encoded) or an access
 /// point ARN `arn:…:accesspoint/name/object/key`. Returns the read action and the source ARN.
+/// S3's bucket naming rules for general purpose buckets: 3–63 characters of lower-case
+/// letters, digits, `.` and `-`, starting and ending with a letter or digit, no `..`,
+/// not an IPv4 address, and none of the prefixes and suffixes S3 reserves (access point
+/// aliases, directory and table buckets, which IAM evaluates as other resources).
+pub(crate) fn bucket_name(name: &str) -> Result<(), &'static str> {
+    const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const RESERVED_SUFFIXES: [&str; 5] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+    let bytes = name.as_bytes();
+    if !(3..=63).contains(&bytes.len()) {
+        return Err("not 3 to 63 characters");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+    {
+        return Err("only lower-case letters, digits, `.` and `-`");
+    }
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !edge(bytes.first()) || !edge(bytes.last()) {
+        return Err("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return Err("two adjacent periods");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("formatted as an ip address");
+    }
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
+        return Err("a prefix or suffix s3 reserves");
+    }
+    Ok(())
+}
+
 fn copy_source(raw: &str, partition: &str) -> Result<(&'static str, String), ClassifyError> {
     let invalid = || ClassifyError::InvalidParameter {
         name: "x-amz-copy-source".into(),
@@ -224,7 +269,7 @@ fn copy_source(raw: &str, partition: &str) -> Result<(&'static str, String), Cla
         path.to_owned()
     } else {
         match path.split_once('/') {
-            Some((b, k)) if !b.is_empty() && !k.is_empty() => {
+            Some((b, k)) if bucket_name(b).is_ok() && !k.is_empty() => {
                 format!("arn:{partition}:s3:::{b}/{k}")
             }
             _ => return Err(invalid()),
