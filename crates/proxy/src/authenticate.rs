@@ -63,6 +63,16 @@ async fn authenticate<S: Inner>(
     let signing_name = verification.head().service.clone();
     let pending = matches!(verification, Verification::NeedsBody(_));
     ctx.format = format_for(&signing_name, &parts.headers);
+    // What is forwarded must be what is verified and classified: a head the rebuilding
+    // for upstream could change the meaning of is refused before any body is read.
+    if let Err(e) = custody_sigv4::fidelity::check_head(&parts, verification.head()) {
+        return Ok(refuse(
+            &shared,
+            ctx,
+            Refusal::new(RefusalKind::InvalidRequest, format!("request refused: {e}")),
+        )
+        .await);
+    }
     // A request without a body is "buffered" for free; asking the classifier first would
     // route the request twice.
     let buffer = pending

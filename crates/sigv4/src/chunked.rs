@@ -352,13 +352,19 @@ impl ChunkDecoder {
         let mut signature = None;
         for ext in parts {
             let (name, value) = ext.split_once('=').unwrap_or((ext, ""));
-            if name.trim() == "chunk-signature" {
-                if signature_index.is_some() {
-                    return Err(malformed("duplicate chunk-signature"));
-                }
-                signature_index = Some(extensions.len());
-                signature = Some(parse_sig(value.trim())?);
+            if name != "chunk-signature" {
+                // No client sends other extensions; an upstream that does not decode
+                // aws-chunked would read whatever they carry.
+                return Err(AuthError::MalformedChunk(format!(
+                    "chunk extension `{}` is not accepted (only `chunk-signature`)",
+                    truncate(name)
+                )));
             }
+            if signature_index.is_some() {
+                return Err(malformed("duplicate chunk-signature"));
+            }
+            signature_index = Some(extensions.len());
+            signature = Some(parse_sig(value.trim())?);
             extensions.push(ext.to_owned());
         }
         if self.signing.is_some() && signature.is_none() {

@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod chunked;
 pub mod classify;
 pub mod error;
+pub mod fidelity;
 pub mod key;
 pub mod resign;
 pub mod verify;

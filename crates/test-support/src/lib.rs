@@ -4,7 +4,9 @@
 //! loopback port with signature checking and IAM enforcement on (after a bootstrap that
 //! creates the gateway's IAM user, the agent roles and whatever buckets, tables and queues
 //! a test needs), and [`run_python`] / [`run_aws_cli`] run boto3 snippets and the `aws`
-//! CLI as a real client would. [`FixedClock`], [`test_signing_key`] and [`temp_dir`] give
+//! CLI as a real client would. [`relay::Relay`] sits between the gateway and its upstream
+//! and keeps what the upstream received; [`oracle::check`] re-reads each of those
+//! requests and requires the allowed decision the log holds for it. [`FixedClock`], [`test_signing_key`] and [`temp_dir`] give
 //! tests a fixed time, throwaway Ed25519 keys and scratch directories.
 //!
 //! The harness is test-only code, so it reports setup failures as [`HarnessError`]s that
@@ -12,7 +14,9 @@
 
 mod clock;
 mod moto;
+pub mod oracle;
 mod python;
+pub mod relay;
 
 pub use clock::FixedClock;
 pub use moto::{Bootstrap, BootstrapResult, MotoServer, RoleSpec, UserKey, UserSpec};

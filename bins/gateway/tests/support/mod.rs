@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use custody_test_support::{AwsEnv, Bootstrap, MotoServer, ProcOutput, free_port, temp_dir};
+use custody_test_support::relay::{Captured, Relay};
+use custody_test_support::{
+    AwsEnv, Bootstrap, MotoServer, ProcOutput, free_port, oracle, temp_dir,
+};
 use sha2::{Digest, Sha256};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -34,6 +37,14 @@ pub struct Gateway {
     /// Run the gateway in its own mount namespace with the log directory on a tmpfs of
     /// this many bytes (so a test can fill the disk with [`Gateway::fill_log_disk`]).
     pub log_tmpfs: Option<u64>,
+    /// The recording relay between the gateway and its upstream: when the gateway is
+    /// dropped at the end of a passing test, the fidelity oracle checks every request the
+    /// upstream received against the log's decisions.
+    pub relay: Relay,
+    /// Account of the granted role (ARNs of resources named without one).
+    pub account: String,
+    /// The gateway's own access key id (its broker's `AssumeRole` calls are its own).
+    pub own_key: String,
 }
 
 fn sha(t: &str) -> String {
@@ -103,6 +114,15 @@ impl Gateway {
         edit: impl FnOnce(&mut String),
     ) -> Self {
         let dir = temp_dir().unwrap_or_else(|e| panic!("{e}"));
+        // Every end-to-end request passes the recording relay on its way upstream.
+        let relay = Relay::start(endpoint).unwrap_or_else(|e| panic!("relay: {e}"));
+        let endpoint = relay.endpoint();
+        let account = role.split(':').nth(4).unwrap_or_default().to_owned();
+        let own_key = env
+            .iter()
+            .find(|(k, _)| k == "AWS_ACCESS_KEY_ID")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let agent_port = free_port().unwrap_or_else(|e| panic!("{e}"));
         let admin_port = free_port().unwrap_or_else(|e| panic!("{e}"));
         let mut config = format!(
@@ -173,9 +193,22 @@ approvals_required = 1
             admin_port,
             env,
             log_tmpfs: None,
+            relay,
+            account,
+            own_key,
         };
         g.spawn();
         g
+    }
+
+    /// The fidelity oracle over everything relayed so far: each request the upstream
+    /// received, read as the upstream reads it, must be an allowed decision in the log.
+    /// Returns how many requests it checked.
+    pub fn check_fidelity(&self) -> Result<usize, Vec<String>> {
+        let own = |c: &Captured, r: &oracle::Reading| {
+            r.operation == "AssumeRole" && credential_key(c).as_deref() == Some(&self.own_key)
+        };
+        oracle::check(&self.relay.captured(), &self.entries(), &self.account, own)
     }
 
     /// Start (or restart) the gateway process and wait until it is ready.
@@ -419,6 +452,18 @@ approvals_required = 1
 
     /// All log entries, parsed.
     pub fn entries(&self) -> Vec<serde_json::Value> {
+        if let (Some(_), Some(child)) = (self.log_tmpfs, self.child.as_ref()) {
+            // The log lives on a tmpfs only the gateway's mount namespace sees.
+            let out = Command::new("nsenter")
+                .args(["-t", &child.id().to_string(), "-m", "sh", "-c"])
+                .arg(format!("cat '{}'/log-*.jsonl", self.log_dir().display()))
+                .output()
+                .unwrap_or_else(|e| panic!("nsenter: {e}"));
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        }
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.log_dir())
             .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
@@ -443,8 +488,25 @@ approvals_required = 1
 
 impl Drop for Gateway {
     fn drop(&mut self) {
+        // A passing test also passes the oracle; a failing one has already said why.
+        let verdict = (!std::thread::panicking()).then(|| self.check_fidelity());
         self.kill9();
+        if let Some(Err(problems)) = verdict {
+            panic!(
+                "fidelity oracle: {} request(s) the upstream executed differ from the log:\n{}",
+                problems.len(),
+                problems.join("\n")
+            );
+        }
     }
+}
+
+/// The access key id in a relayed request's `Authorization` header.
+fn credential_key(c: &Captured) -> Option<String> {
+    let (_, auth) = c.headers.iter().find(|(k, _)| k == "authorization")?;
+    let auth = String::from_utf8_lossy(auth);
+    let cred = auth.split("Credential=").nth(1)?;
+    cred.split('/').next().map(str::to_owned)
 }
 
 /// The `custody-verify` binary, built next to this test's binary.

@@ -552,8 +552,14 @@ mod tests {
             account_id: "1",
         };
         let target = header(&headers, "x-amz-target").unwrap();
-        pick_service(&shared(), &input, body, target, &Params::parse(q.as_bytes()))
-            .map(|s| s.data.service.clone())
+        pick_service(
+            &shared(),
+            &input,
+            body,
+            target,
+            &Params::parse(q.as_bytes()),
+        )
+        .map(|s| s.data.service.clone())
     }
 
     use http::Method;

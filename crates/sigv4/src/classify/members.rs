@@ -88,7 +88,11 @@ pub(crate) fn check_params(
     let Some(input) = input else {
         return Ok(());
     };
-    let checker = Checker { service, op, shapes };
+    let checker = Checker {
+        service,
+        op,
+        shapes,
+    };
     for key in params.keys() {
         if key == "Action" || key == "Version" || is_presign_key(key) {
             continue;

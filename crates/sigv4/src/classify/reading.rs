@@ -42,7 +42,9 @@ pub(crate) fn check(req: &Req<'_>, target: Option<&str>) -> Result<(), ClassifyE
         reason,
     };
     if input.headers.contains_key("action") {
-        return Err(not_one("an `Action` header is a second operation selector".into()));
+        return Err(not_one(
+            "an `Action` header is a second operation selector".into(),
+        ));
     }
     let reads_body = match req.protocol {
         Protocol::Json => {
@@ -88,8 +90,7 @@ pub(crate) fn check(req: &Req<'_>, target: Option<&str>) -> Result<(), ClassifyE
             if target.is_some() {
                 return Err(not_one("`X-Amz-Target` on a REST request".into()));
             }
-            if op.nobody && (input.body.is_some_and(|b| !b.is_empty()) || !no_body(input.headers))
-            {
+            if op.nobody && (input.body.is_some_and(|b| !b.is_empty()) || !no_body(input.headers)) {
                 return Err(not_one(format!(
                     "a request body, which `{}` does not take (the upstream could read it)",
                     op.name
@@ -114,7 +115,8 @@ fn root_path(req: &Req<'_>) -> Result<(), ClassifyError> {
     if path == "/" {
         return Ok(());
     }
-    let queue_path = req.op.handler.as_deref() == Some("sqs") && req.op.mem.contains_key("QueueUrl");
+    let queue_path =
+        req.op.handler.as_deref() == Some("sqs") && req.op.mem.contains_key("QueueUrl");
     if queue_path {
         return Ok(());
     }

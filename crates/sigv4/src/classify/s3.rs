@@ -81,9 +81,12 @@ pub(crate) fn apply(
             });
         }
         "DeleteObjects" => {
-            let body = req.body.as_deref().ok_or_else(|| ClassifyError::BodyRequired {
-                operation: op.name.clone(),
-            })?;
+            let body = req
+                .body
+                .as_deref()
+                .ok_or_else(|| ClassifyError::BodyRequired {
+                    operation: op.name.clone(),
+                })?;
             let b = bucket.unwrap_or_default();
             let mut plain = Vec::new();
             let mut versioned = Vec::new();
