@@ -268,3 +268,129 @@ fn dechunk(raw: &[u8]) -> Result<Vec<u8>, String> {
             .ok_or("aws-chunked: chunk not terminated")?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
+    use std::io::Write;
+
+    use super::*;
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn captured(service: &str, target: Option<&str>, extra: &[(&str, &str)], body: &[u8]) -> Captured {
+        let mut headers = vec![
+            (
+                "authorization".to_owned(),
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=ASIA/20261207/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00"
+                )
+                .into_bytes(),
+            ),
+            ("content-type".to_owned(), b"application/x-amz-json-1.0".to_vec()),
+        ];
+        if let Some(t) = target {
+            headers.push(("x-amz-target".to_owned(), t.as_bytes().to_vec()));
+        }
+        for (k, v) in extra {
+            headers.push(((*k).to_owned(), v.as_bytes().to_vec()));
+        }
+        Captured {
+            method: "POST".into(),
+            path_and_query: "/".into(),
+            headers,
+            body: bytes::Bytes::copy_from_slice(body),
+        }
+    }
+
+    fn decision(service: &str, op: &str, action: &str, resource: &str) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "request_decision", "allowed": true, "service": service, "operation": op,
+            "access": {"actions": [{"action": action, "resources": [resource]}], "context": {}}
+        })
+    }
+
+    const LEDGER: &str = "arn:aws:dynamodb:us-east-1:123456789012:table/ledger";
+    const GET: &[u8] = br#"{"TableName":"ledger","Key":{"pk":{"S":"a"}}}"#;
+
+    fn get_item_decision() -> Vec<serde_json::Value> {
+        vec![decision("dynamodb", "GetItem", "dynamodb:GetItem", LEDGER)]
+    }
+
+    #[test]
+    fn a_faithful_request_matches_its_decision_once() {
+        let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], GET);
+        assert_eq!(check(&[c.clone()], &get_item_decision(), ACCOUNT, |_, _| false), Ok(1));
+        // One decision serves one request.
+        assert!(check(&[c.clone(), c], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
+    }
+
+    #[test]
+    fn another_resource_or_operation_is_a_mismatch() {
+        let other = br#"{"TableName":"other","Key":{"pk":{"S":"a"}}}"#;
+        let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], other);
+        assert!(check(&[c], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
+        let scan = captured("dynamodb", Some("DynamoDB_20120810.Scan"), &[], br#"{"TableName":"ledger"}"#);
+        assert!(check(&[scan], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
+    }
+
+    #[test]
+    fn a_header_connection_names_is_not_read() {
+        // The gateway decided SendMessage by X-Amz-Target; Connection makes the upstream
+        // drop it and read the body another way.
+        let queue = "arn:aws:sqs:us-east-1:123456789012:jobs";
+        let c = captured(
+            "sqs",
+            Some("AmazonSQS.SendMessage"),
+            &[("connection", "keep-alive, x-amz-target")],
+            br#"{"QueueUrl":"http://localhost/123456789012/jobs","MessageBody":"m"}"#,
+        );
+        let d = vec![decision("sqs", "SendMessage", "sqs:SendMessage", queue)];
+        let problems = check(&[c], &d, ACCOUNT, |_, _| false).unwrap_err();
+        assert!(problems[0].contains("no reading"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_lenient_parsers_action_is_a_second_reading() {
+        let smuggled = br#"{"TableName":"ledger","Key":{"pk":{"S":"a"}},"ProjectionExpression":"&Action=BatchGetItem&"}"#;
+        let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], smuggled);
+        // The project's classifier refuses it outright; either way it is a mismatch.
+        assert!(check(&[c], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
+        let form = captured(
+            "dynamodb",
+            Some("DynamoDB_20120810.GetItem"),
+            &[],
+            b"Action=BatchGetItem",
+        );
+        assert!(read_upstream(&form, ACCOUNT).is_err());
+    }
+
+    #[test]
+    fn compressed_and_chunked_bodies_are_read_decoded() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(br#"{"TableName":"other","Key":{"pk":{"S":"a"}}}"#).unwrap();
+        let c = captured(
+            "dynamodb",
+            Some("DynamoDB_20120810.GetItem"),
+            &[("content-encoding", "gzip")],
+            &gz.finish().unwrap(),
+        );
+        let r = read_upstream(&c, ACCOUNT);
+        // Read decoded it names `other`, so it cannot match the `ledger` decision.
+        assert!(check(&[c], &get_item_decision(), ACCOUNT, |_, _| false).is_err(), "{r:?}");
+        assert_eq!(dechunk(b"3;chunk-signature=aa\r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert!(dechunk(b"5\r\nabc").is_err());
+    }
+
+    #[test]
+    fn the_gateways_own_calls_are_skipped_only_when_marked() {
+        let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], GET);
+        assert_eq!(check(&[c.clone()], &[], ACCOUNT, |_, r| r.operation == "GetItem"), Ok(0));
+        assert!(check(&[c], &[], ACCOUNT, |_, _| false).is_err());
+    }
+}

@@ -201,6 +201,13 @@ approvals_required = 1
         g
     }
 
+    /// The requests the upstream received on agents' behalf (not the broker's own).
+    pub fn forwarded(&self) -> Vec<Captured> {
+        let mut all = self.relay.captured();
+        all.retain(|c| credential_key(c).as_deref() != Some(&self.own_key));
+        all
+    }
+
     /// The fidelity oracle over everything relayed so far: each request the upstream
     /// received, read as the upstream reads it, must be an allowed decision in the log.
     /// Returns how many requests it checked.
