@@ -51,7 +51,16 @@ impl Relay {
     /// Starts a relay on a free loopback port in front of `upstream`
     /// (`http://host:port`).
     pub fn start(upstream: &str) -> Result<Self, HarnessError> {
-        let upstream: Arc<str> = Arc::from(upstream.trim_end_matches('/'));
+        Self::spawn(Some(Arc::from(upstream.trim_end_matches('/'))))
+    }
+
+    /// Starts a relay that records and answers every request itself (`200`, `{}`), for
+    /// tests that judge only what would have been forwarded.
+    pub fn start_answering() -> Result<Self, HarnessError> {
+        Self::spawn(None)
+    }
+
+    fn spawn(upstream: Option<Arc<str>>) -> Result<Self, HarnessError> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -127,7 +136,7 @@ async fn relay(
     req: Request<Incoming>,
     client: Client<HttpConnector, Full<Bytes>>,
     store: Arc<Mutex<Vec<Captured>>>,
-    upstream: Arc<str>,
+    upstream: Option<Arc<str>>,
 ) -> Result<Response<RelayBody>, Infallible> {
     let (parts, body) = req.into_parts();
     // A body the gateway aborted (it failed its signature check on the way) never
@@ -153,6 +162,9 @@ async fn relay(
             headers,
             body: body.clone(),
         });
+    let Some(upstream) = upstream else {
+        return Ok(answer(200, "{}"));
+    };
     let Ok(uri) = format!("{upstream}{path_and_query}").parse::<http::Uri>() else {
         return Ok(answer(502, "relay: bad upstream uri"));
     };
