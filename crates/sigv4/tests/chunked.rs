@@ -233,3 +233,15 @@ fn unsigned_trailer_stream_decodes() {
     let events = decode_in_pieces(d, body, 3).unwrap();
     assert_eq!(events.len(), 4);
 }
+
+#[test]
+fn chunk_extensions_other_than_the_signature_are_refused() {
+    use custody_sigv4::chunked::ChunkDecoder;
+    let mut d = ChunkDecoder::unsigned(false, None, Default::default());
+    let err = d
+        .push(b"3;x=&Action=Scan\r\nabc\r\n0\r\n\r\n")
+        .expect_err("an extension that is not chunk-signature");
+    assert!(err.to_string().contains("chunk extension `x`"), "{err}");
+    let mut d = ChunkDecoder::unsigned(false, None, Default::default());
+    assert!(d.push(b"3\r\nabc\r\n0\r\n\r\n").is_ok());
+}

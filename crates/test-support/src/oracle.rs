@@ -283,7 +283,12 @@ mod tests {
 
     const ACCOUNT: &str = "123456789012";
 
-    fn captured(service: &str, target: Option<&str>, extra: &[(&str, &str)], body: &[u8]) -> Captured {
+    fn captured(
+        service: &str,
+        target: Option<&str>,
+        extra: &[(&str, &str)],
+        body: &[u8],
+    ) -> Captured {
         let mut headers = vec![
             (
                 "authorization".to_owned(),
@@ -325,7 +330,10 @@ mod tests {
     #[test]
     fn a_faithful_request_matches_its_decision_once() {
         let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], GET);
-        assert_eq!(check(&[c.clone()], &get_item_decision(), ACCOUNT, |_, _| false), Ok(1));
+        assert_eq!(
+            check(std::slice::from_ref(&c), &get_item_decision(), ACCOUNT, |_, _| false),
+            Ok(1)
+        );
         // One decision serves one request.
         assert!(check(&[c.clone(), c], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
     }
@@ -335,7 +343,12 @@ mod tests {
         let other = br#"{"TableName":"other","Key":{"pk":{"S":"a"}}}"#;
         let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], other);
         assert!(check(&[c], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
-        let scan = captured("dynamodb", Some("DynamoDB_20120810.Scan"), &[], br#"{"TableName":"ledger"}"#);
+        let scan = captured(
+            "dynamodb",
+            Some("DynamoDB_20120810.Scan"),
+            &[],
+            br#"{"TableName":"ledger"}"#,
+        );
         assert!(check(&[scan], &get_item_decision(), ACCOUNT, |_, _| false).is_err());
     }
 
@@ -373,7 +386,8 @@ mod tests {
     #[test]
     fn compressed_and_chunked_bodies_are_read_decoded() {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(br#"{"TableName":"other","Key":{"pk":{"S":"a"}}}"#).unwrap();
+        gz.write_all(br#"{"TableName":"other","Key":{"pk":{"S":"a"}}}"#)
+            .unwrap();
         let c = captured(
             "dynamodb",
             Some("DynamoDB_20120810.GetItem"),
@@ -382,15 +396,24 @@ mod tests {
         );
         let r = read_upstream(&c, ACCOUNT);
         // Read decoded it names `other`, so it cannot match the `ledger` decision.
-        assert!(check(&[c], &get_item_decision(), ACCOUNT, |_, _| false).is_err(), "{r:?}");
-        assert_eq!(dechunk(b"3;chunk-signature=aa\r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert!(
+            check(&[c], &get_item_decision(), ACCOUNT, |_, _| false).is_err(),
+            "{r:?}"
+        );
+        assert_eq!(
+            dechunk(b"3;chunk-signature=aa\r\nabc\r\n0\r\n\r\n").unwrap(),
+            b"abc"
+        );
         assert!(dechunk(b"5\r\nabc").is_err());
     }
 
     #[test]
     fn the_gateways_own_calls_are_skipped_only_when_marked() {
         let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], GET);
-        assert_eq!(check(&[c.clone()], &[], ACCOUNT, |_, r| r.operation == "GetItem"), Ok(0));
+        assert_eq!(
+            check(std::slice::from_ref(&c), &[], ACCOUNT, |_, r| r.operation == "GetItem"),
+            Ok(0)
+        );
         assert!(check(&[c], &[], ACCOUNT, |_, _| false).is_err());
     }
 }

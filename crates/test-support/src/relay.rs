@@ -112,6 +112,14 @@ impl Relay {
         format!("http://{}", self.addr)
     }
 
+    /// How many requests have been relayed so far.
+    pub fn count(&self) -> usize {
+        self.captured
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Every request relayed so far.
     pub fn captured(&self) -> Vec<Captured> {
         self.captured
