@@ -74,7 +74,19 @@ pub enum EntryBody {
         cut_bytes: u64,
         /// SHA-256 (hex) of the cut bytes.
         cut_sha256: String,
+        /// Entries found after the last checkpoint this log's key signed: written before
+        /// the stop but sealed only now, by the checkpoint after this entry.
+        #[serde(default)]
+        unsealed_entries: u64,
+        /// SHA-256 (hex) of those entries' lines, each with its newline (of nothing when
+        /// there are none).
+        #[serde(default = "empty_sha256")]
+        unsealed_sha256: String,
     },
+}
+
+fn empty_sha256() -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b""))
 }
 
 /// Grant lifecycle event kinds.
@@ -533,6 +545,8 @@ mod tests {
                 segment: "log-000000.jsonl".into(),
                 cut_bytes: 3,
                 cut_sha256: "00".into(),
+                unsealed_entries: 2,
+                unsealed_sha256: "11".into(),
             },
         ]
     }

@@ -137,8 +137,13 @@ pub fn summary(e: &Entry) -> String {
         ),
         EntryBody::KeyRotated { new_vkey, .. } => format!("key rotated to {new_vkey}"),
         EntryBody::Recovered {
-            segment, cut_bytes, ..
-        } => format!("recovered after crash (cut {cut_bytes} bytes from {segment})"),
+            segment,
+            cut_bytes,
+            unsealed_entries,
+            ..
+        } => format!(
+            "recovered after crash (cut {cut_bytes} bytes from {segment}; {unsealed_entries} entries written before the crash sealed late)"
+        ),
     };
     format!("{} {t} {what}", e.seq)
 }

@@ -167,8 +167,9 @@ fn truncated_tail_with_checkpoints_left() {
     lines.truncate(16);
     write_lines(&seg(dir.path()), &lines);
     let r = verify(dir.path());
-    // The last checkpoint (size 19) is line 4 of checkpoints.jsonl.
-    assert_finding(&r, C::Truncated, CHECKPOINTS_FILE, 4);
+    // The last checkpoint (size 19) is line 5 of checkpoints.jsonl (the first seals
+    // the log's first entry at open).
+    assert_finding(&r, C::Truncated, CHECKPOINTS_FILE, 5);
 }
 
 #[test]
@@ -199,7 +200,7 @@ fn replayed_older_checkpoint() {
     write_lines(&dir.path().join(CHECKPOINTS_FILE), &lines);
     std::fs::write(dir.path().join(LATEST_CHECKPOINT_FILE), &notes[1]).unwrap();
     let r = verify(dir.path());
-    assert_finding(&r, C::Rollback, CHECKPOINTS_FILE, 5);
+    assert_finding(&r, C::Rollback, CHECKPOINTS_FILE, 6);
     assert_finding(&r, C::Rollback, LATEST_CHECKPOINT_FILE, 1);
 }
 
@@ -237,7 +238,7 @@ fn forked_checkpoint() {
     lines.push(checkpoint_line(&forked));
     write_lines(&dir.path().join(CHECKPOINTS_FILE), &lines);
     let r = verify(dir.path());
-    assert_finding(&r, C::Fork, CHECKPOINTS_FILE, 5);
+    assert_finding(&r, C::Fork, CHECKPOINTS_FILE, 6);
 }
 
 #[test]

@@ -55,9 +55,9 @@ fn appends_chain_and_checkpoint() {
     let opened = SignedCheckpoint::open(&latest, &v).unwrap();
     assert_eq!(opened.checkpoint.root, tree.root());
     assert_eq!(opened.checkpoint.size, 27);
-    // Every 10 entries plus the final one.
+    // The first entry, sealed at open; then every 10 entries plus the final one.
     let ck = std::fs::read_to_string(dir.path().join(storage::CHECKPOINTS_FILE)).unwrap();
-    assert_eq!(ck.lines().count(), 3);
+    assert_eq!(ck.lines().count(), 4);
 }
 
 #[test]

@@ -13,11 +13,12 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::startup::{Scan, Trusted};
 use super::{Appended, Counters, Item, LogConfig, Op, Queue, Reply, Shared, Slot, lock};
 use crate::entry::{self, Entry, EntryBody};
 use crate::error::LogError;
 use crate::merkle::{CompactTree, Hash, leaf_hash};
-use crate::note::{Checkpoint, SignedCheckpoint, vkey};
+use crate::note::{Checkpoint, SignedCheckpoint, parse_vkey, vkey};
 use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
 
 pub(super) struct Writer {
@@ -45,6 +46,9 @@ pub(super) struct Writer {
     last_checkpoint_at: Instant,
     first_unsealed_at: Option<Instant>,
     failed: Option<LogError>,
+    /// What `checkpoint_copy_dir` holds, as far as this writer knows: it is overwritten
+    /// only while it still holds exactly that (found verified at start, or written since).
+    copy_note: Option<String>,
     buf: Vec<u8>,
     /// `cfg.origin` as a JSON string, as every entry line carries it.
     origin_json: String,
@@ -58,6 +62,24 @@ impl Writer {
         key: SigningKey,
     ) -> Result<(Writer, Option<EntryBody>), LogError> {
         let dir = cfg.dir.clone();
+        let vkey = vkey(&cfg.origin, &key.verifying_key());
+        let verifier = parse_vkey(&vkey)?;
+        // Checkpoints first: the entries are checked against them as they are read.
+        let ckpt_path = dir.join(CHECKPOINTS_FILE);
+        let mut ckpt_data = Vec::new();
+        if let Ok(mut f) = File::open(&ckpt_path) {
+            f.read_to_end(&mut ckpt_data)
+                .map_err(|e| LogError::io("read", &ckpt_path, &e))?;
+        }
+        let (ck_lines, ck_tail) = storage::split_lines(&ckpt_data);
+        let trusted = Trusted::gather(
+            &dir,
+            &ck_lines,
+            cfg.checkpoint_copy_dir.as_deref(),
+            &verifier,
+        )?;
+        let mut scan = Scan::new(&trusted, &cfg.origin, &dir);
+
         let segments = storage::list_segments(&dir).map_err(|e| LogError::io("list", &dir, &e))?;
         let mut tree = CompactTree::new();
         let mut prev = Hash::default();
@@ -74,6 +96,7 @@ impl Writer {
             for line in &lines {
                 let h = leaf_hash(line);
                 tree.push(h);
+                scan.line(path, line, &prev, &tree)?;
                 prev = h;
             }
             if !tail.is_empty() {
@@ -143,16 +166,12 @@ impl Writer {
             .len();
         let seg_len = last_len;
 
+        trusted.check_size(&dir, tree.size())?;
+        let (unsealed_entries, unsealed_sha256) = scan.unsealed();
+
         // Checkpoints: cut a torn last line the same way; remember the size sealed.
-        let ckpt_path = dir.join(CHECKPOINTS_FILE);
         let mut sealed_size = 0;
         let mut last_checkpoint_time = None;
-        let mut ckpt_data = Vec::new();
-        if let Ok(mut f) = File::open(&ckpt_path) {
-            f.read_to_end(&mut ckpt_data)
-                .map_err(|e| LogError::io("read", &ckpt_path, &e))?;
-        }
-        let (ck_lines, ck_tail) = storage::split_lines(&ckpt_data);
         if let Some(line) = ck_lines.last()
             && let Ok(l) = serde_json::from_slice::<CheckpointLine>(line)
             && let Ok((cp, _)) = SignedCheckpoint::parse(&l.note)
@@ -177,17 +196,18 @@ impl Writer {
         let unclean = last
             .as_ref()
             .is_some_and(|e| !matches!(e.body, EntryBody::GatewayStopped { .. }));
-        let recovery = if unclean || cut.is_some() {
+        let recovery = if unclean || cut.is_some() || unsealed_entries > 0 {
             let (segment, bytes) = cut.unwrap_or_default();
             Some(EntryBody::Recovered {
                 segment,
                 cut_bytes: bytes.len() as u64,
                 cut_sha256: hex::encode(Sha256::digest(&bytes)),
+                unsealed_entries,
+                unsealed_sha256,
             })
         } else {
             None
         };
-        let vkey = vkey(&cfg.origin, &key.verifying_key());
         let size = tree.size();
         Ok((
             Writer {
@@ -211,6 +231,7 @@ impl Writer {
                 last_checkpoint_at: Instant::now(),
                 first_unsealed_at: (sealed_size < size).then(Instant::now),
                 failed: None,
+                copy_note: trusted.copy_note,
                 buf: Vec::with_capacity(1 << 16),
                 origin_json: entry::json_string(&cfg.origin)?,
                 cfg,
@@ -603,7 +624,8 @@ impl Writer {
         )
         .map_err(|e| LogError::io("write", &self.cfg.dir.join(LATEST_CHECKPOINT_FILE), &e))?;
         if let Some(copy) = &self.cfg.checkpoint_copy_dir {
-            copy_checkpoint(copy, &signed)?;
+            copy_checkpoint(copy, self.copy_note.as_deref(), &signed)?;
+            self.copy_note = Some(signed.note.clone());
         }
         let path = self.ckpt_path.clone();
         let r = self
@@ -624,8 +646,27 @@ impl Writer {
     }
 }
 
-fn copy_checkpoint(dir: &Path, signed: &SignedCheckpoint) -> Result<(), LogError> {
+/// Replaces the copy with `signed`, but only while it holds what this writer put there
+/// (or found there, verified and consistent, at start): a copy someone else changed is
+/// evidence, and is not overwritten.
+fn copy_checkpoint(
+    dir: &Path,
+    expected: Option<&str>,
+    signed: &SignedCheckpoint,
+) -> Result<(), LogError> {
     fs::create_dir_all(dir).map_err(|e| LogError::io("create", dir, &e))?;
+    let path = dir.join(LATEST_CHECKPOINT_FILE);
+    let current = match fs::read_to_string(&path) {
+        Ok(note) => Some(note),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(LogError::io("read", &path, &e)),
+    };
+    if current.as_deref() != expected {
+        return Err(LogError::Corrupt {
+            path: path.display().to_string(),
+            reason: "the checkpoint copy changed behind this log's back (not the checkpoint it wrote or verified); refusing to overwrite it".into(),
+        });
+    }
     storage::write_atomic(dir, LATEST_CHECKPOINT_FILE, signed.note.as_bytes())
         .map_err(|e| LogError::io("write", &dir.join(LATEST_CHECKPOINT_FILE), &e))
 }

@@ -22,6 +22,7 @@
 //! refuses all later appends (and `health` reports it) until it is reopened.
 
 mod commit;
+mod startup;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -230,6 +231,10 @@ impl Log {
             software: concat!("custody-log ", env!("CARGO_PKG_VERSION")).into(),
             vkey,
         })?;
+        // Sealed at once: a log on disk always has a checkpoint of its own (but for a
+        // crash in the next moment), so the next start can tell a log whose checkpoints
+        // were deleted from a fresh one.
+        log.checkpoint_now()?;
         Ok(log)
     }
 
