@@ -751,6 +751,9 @@ pub fn keygen(config: &Config) -> Result<String, AppError> {
 
 /// Run the gateway until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), AppError> {
+    // Before anything listens: a SIGTERM that arrives as the listeners come up must stop
+    // the gateway cleanly (final checkpoint, stop entry), not kill it.
+    let signals = wait_for_signal();
     let clock = SharedTimeSource::new(SystemTimeSource::new());
     let gateway = Gateway::open(config, clock).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -767,7 +770,7 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         token_hint(&gateway.config),
         gateway.config.data_dir.join("log.vkey").display(),
     );
-    wait_for_signal().await;
+    signals.await;
     tracing::info!("shutting down: draining connections");
     let _ = shutdown_tx.send(true);
     handles.join().await;
@@ -945,24 +948,21 @@ fn make_agent_handler(
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM or SIGINT. The SIGTERM handler is installed when this is called (not when
+/// the future is first polled), so the caller can install it before it starts serving.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = ctrl_c.await;
     }
 }

@@ -36,6 +36,14 @@ struct Cli {
     /// Treat warnings (unsealed tail) as failures.
     #[arg(long)]
     strict: bool,
+    /// Accept a log with entries but no valid checkpoint (a crash before the first
+    /// checkpoint) with a warning; by default it fails.
+    #[arg(long)]
+    allow_unsealed: bool,
+    /// Fail if the latest checkpoint is older than this (`90s`, `15m`, `2h`, `1d`): a
+    /// live gateway writes heartbeat checkpoints, so a stale one means a frozen log.
+    #[arg(long, value_parser = parse_age)]
+    max_age: Option<time::Duration>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -120,6 +128,8 @@ fn run(cli: Cli) -> Result<u8, String> {
                 keys,
                 origin: cli.origin,
                 trusted,
+                allow_unsealed: cli.allow_unsealed,
+                stale_before: cli.max_age.map(|age| time::OffsetDateTime::now_utc() - age),
             };
             let report = verify::verify_dir(&dir, &opts).map_err(|e| e.to_string())?;
             let failed = report.failed(cli.strict);
@@ -241,4 +251,18 @@ fn load_keys(args: &KeyArgs) -> Result<Vec<NoteVerifier>, String> {
             parse_vkey(text.trim()).map_err(|e| format!("`{}`: {e}", p.display()))
         })
         .collect()
+}
+
+/// `90s`, `15m`, `2h`, `1d` (a bare number is seconds).
+fn parse_age(s: &str) -> Result<time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n.parse().map_err(|_| format!("invalid age `{s}`"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("invalid age `{s}` (use s, m, h or d)")),
+    };
+    Ok(time::Duration::seconds(secs))
 }

@@ -200,3 +200,36 @@ fn prove_and_check_proof() {
     let out = run(&["check-proof", &receipt.display().to_string(), "--key", &key]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_log_without_a_valid_checkpoint_fails_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = setup(tmp.path());
+    for f in ["checkpoints.jsonl", "checkpoint"] {
+        std::fs::remove_file(Path::new(&dir).join(f)).unwrap();
+    }
+    let out = run(&[&dir, "--key", &key]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL empty"), "{stdout}");
+    assert!(stdout.contains("no valid checkpoint"), "{stdout}");
+    let out = run(&[&dir, "--key", &key, "--allow-unsealed"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("WARN empty"), "{stdout}");
+}
+
+#[test]
+fn a_stale_latest_checkpoint_fails_when_an_age_is_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = setup(tmp.path());
+    let out = run(&[&dir, "--key", &key, "--max-age", "1h"]);
+    assert_eq!(out.status.code(), Some(0));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = run(&[&dir, "--key", &key, "--max-age", "1s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("stale"), "{stdout}");
+    let out = run(&[&dir, "--key", &key, "--max-age", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}

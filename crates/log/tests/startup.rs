@@ -147,8 +147,7 @@ fn a_forked_checkpoint_is_refused() {
     sealed_log(dir.path());
     // A checkpoint of the same size with another root, signed with the log's key (as a
     // second writer on another copy of the log would).
-    let latest =
-        std::fs::read_to_string(dir.path().join(storage::LATEST_CHECKPOINT_FILE)).unwrap();
+    let latest = std::fs::read_to_string(dir.path().join(storage::LATEST_CHECKPOINT_FILE)).unwrap();
     let (cp, _) = custody_log::SignedCheckpoint::parse(&latest).unwrap();
     let forked = Checkpoint {
         root: leaf_hash(b"another history"),
@@ -156,7 +155,11 @@ fn a_forked_checkpoint_is_refused() {
     }
     .sign(ORIGIN, &key())
     .unwrap();
-    std::fs::write(copy.path().join(storage::LATEST_CHECKPOINT_FILE), forked.note).unwrap();
+    std::fs::write(
+        copy.path().join(storage::LATEST_CHECKPOINT_FILE),
+        forked.note,
+    )
+    .unwrap();
     let mut cfg = config(dir.path());
     cfg.checkpoint_copy_dir = Some(copy.path().to_owned());
     match Log::open(cfg, key()) {

@@ -331,7 +331,12 @@ mod tests {
     fn a_faithful_request_matches_its_decision_once() {
         let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], GET);
         assert_eq!(
-            check(std::slice::from_ref(&c), &get_item_decision(), ACCOUNT, |_, _| false),
+            check(
+                std::slice::from_ref(&c),
+                &get_item_decision(),
+                ACCOUNT,
+                |_, _| false
+            ),
             Ok(1)
         );
         // One decision serves one request.
@@ -411,7 +416,8 @@ mod tests {
     fn the_gateways_own_calls_are_skipped_only_when_marked() {
         let c = captured("dynamodb", Some("DynamoDB_20120810.GetItem"), &[], GET);
         assert_eq!(
-            check(std::slice::from_ref(&c), &[], ACCOUNT, |_, r| r.operation == "GetItem"),
+            check(std::slice::from_ref(&c), &[], ACCOUNT, |_, r| r.operation
+                == "GetItem"),
             Ok(0)
         );
         assert!(check(&[c], &[], ACCOUNT, |_, _| false).is_err());

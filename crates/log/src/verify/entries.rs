@@ -72,7 +72,7 @@ pub(super) struct Parsed {
     pub(super) prev: Hash,
     /// Grant of a request decision (allowed or not), for budget counting.
     pub(super) decision_grant: Option<String>,
-    /// Full entry for grant events and key rotations.
+    /// Full entry for grant events, key rotations and recoveries.
     pub(super) full: Option<Box<Entry>>,
     /// An allowed request to re-evaluate.
     pub(super) allowed: Option<Box<AllowedRequest>>,
@@ -94,7 +94,7 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
             return Err(format!("unknown entry kind `{}`", head.kind));
         }
         let full = match head.kind.as_ref() {
-            "grant" | "key_rotated" => {
+            "grant" | "key_rotated" | "recovered" => {
                 Some(Box::new(Entry::decode(line).map_err(|e| e.to_string())?))
             }
             _ => None,
@@ -406,6 +406,25 @@ impl Verifier {
                 if g.grant.is_some() {
                     st.grant = g.grant;
                 }
+            }
+            EntryBody::Recovered {
+                unsealed_entries,
+                unsealed_sha256,
+                ..
+            } if unsealed_entries > 0 => {
+                // Written before a crash, sealed only after the restart: nothing proves
+                // they were not edited in between.
+                let first = e.seq.saturating_sub(unsealed_entries);
+                self.warn(
+                    FindingClass::SealedLate,
+                    file,
+                    line,
+                    Some(e.seq),
+                    format!(
+                        "entries {first}..{} were written before a crash and sealed only after the restart (sha256 {unsealed_sha256})",
+                        e.seq - 1
+                    ),
+                );
             }
             EntryBody::KeyRotated { new_vkey, .. } => match parse_vkey(&new_vkey) {
                 Ok(k) => self.rotated_keys.push((e.seq, k)),

@@ -26,6 +26,12 @@ pub struct VerifyOptions {
     /// Trusted checkpoints (name for findings, note text), e.g. copies kept
     /// by a witness or in write-once storage.
     pub trusted: Vec<(String, String)>,
+    /// Accept a log with entries but no valid checkpoint (a crash before its first
+    /// checkpoint) with a warning; by default that is a failure.
+    pub allow_unsealed: bool,
+    /// A latest checkpoint older than this is a failure (`Stale`): a frozen or
+    /// withheld log; the gateway writes heartbeats, so a live log's is recent.
+    pub stale_before: Option<time::OffsetDateTime>,
 }
 
 /// How bad a finding is.
@@ -81,8 +87,13 @@ pub enum FindingClass {
     Truncated,
     /// An allowed request that its grant, as logged before it, did not allow.
     UnauthorizedAllow,
-    /// The log has no entries or no checkpoints at all.
+    /// The log has no entries, or entries but no valid checkpoint.
     Empty,
+    /// The latest checkpoint is older than the verifier was told to accept.
+    Stale,
+    /// Entries written before a crash were sealed only after the restart (the
+    /// `recovered` entry names them): not proven unedited.
+    SealedLate,
 }
 
 /// One problem, located.
@@ -400,6 +411,39 @@ pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, Ve
             None,
             "the log has no entries".into(),
         );
+    } else if sealed == 0 {
+        let message = format!(
+            "{entries} entries and no valid checkpoint: nothing here is signed by the given key"
+        );
+        if opts.allow_unsealed {
+            v.warn(FindingClass::Empty, "", 0, None, message);
+        } else {
+            v.fail(FindingClass::Empty, "", 0, None, message);
+        }
+    }
+    if let Some(limit) = opts.stale_before {
+        let latest = v
+            .report
+            .latest_checkpoint_time
+            .as_deref()
+            .and_then(|t| crate::entry::parse_time(t).ok());
+        if latest.is_none_or(|t| t < limit) {
+            let when = v
+                .report
+                .latest_checkpoint_time
+                .clone()
+                .unwrap_or("never".into());
+            v.fail(
+                FindingClass::Stale,
+                "",
+                0,
+                None,
+                format!(
+                    "the latest checkpoint is from {when}, before {}",
+                    crate::entry::format_time(limit)
+                ),
+            );
+        }
     }
     Ok(v.report)
 }

@@ -188,7 +188,10 @@ impl<'t> Scan<'t> {
             )));
         }
         if e.origin != self.origin {
-            return Err(corrupt(format!("origin is `{}`, not `{}`", e.origin, self.origin)));
+            return Err(corrupt(format!(
+                "origin is `{}`, not `{}`",
+                e.origin, self.origin
+            )));
         }
         if let Some((root, source)) = self.trusted.by_size.get(&tree.size()) {
             let recomputed = tree.root();
