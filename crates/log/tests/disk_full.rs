@@ -90,5 +90,12 @@ fn a_failed_write_is_an_error_and_leaves_no_half_entry() {
     let log = Log::open(config(dir.path()), key()).unwrap();
     assert_eq!(log.append(outcome(9)).unwrap().seq, last_ok + 3);
     log.close().unwrap();
-    assert!(verify_dir(dir.path(), &opts).unwrap().findings.is_empty());
+    let r = verify_dir(dir.path(), &opts).unwrap();
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.class == custody_log::verify::FindingClass::SealedLate),
+        "{:#?}",
+        r.findings
+    );
 }
