@@ -28,6 +28,7 @@ use tower::ServiceExt;
 use crate::adapters::{Activations, BrokerSource, LogAdapter, StoreDirectory};
 use crate::config::{Config, RoleConfig};
 use crate::keys;
+use crate::limits::{BodyPace, Gate};
 use crate::metrics::Metrics;
 use crate::server::{self, RemoteAddr};
 
@@ -143,6 +144,9 @@ pub struct Gateway {
     released_path: PathBuf,
     /// The agent endpoint URL handed out with credentials.
     pub agent_url: String,
+    /// The cap on open agent connections (configured, or derived from the open-files
+    /// limit, which start-up raises to its hard limit).
+    pub agent_connection_cap: usize,
     /// Held for the process's life: one gateway per data directory.
     _data_lock: std::fs::File,
 }
@@ -211,6 +215,26 @@ impl Gateway {
             "http"
         };
         let agent_url = format!("{scheme}://{}", config.agent.listen);
+        let nofile = crate::limits::raise_nofile_limit();
+        let agent_connection_cap = match config.limits.max_agent_connections {
+            0 => crate::limits::default_agent_connections(nofile),
+            n => n,
+        };
+        tracing::info!(
+            open_files = nofile,
+            max_agent_connections = agent_connection_cap,
+            max_admin_connections = config.limits.max_admin_connections,
+            "connection limits"
+        );
+        if (agent_connection_cap as u64).saturating_mul(2) + crate::limits::RESERVED_DESCRIPTORS
+            > nofile
+        {
+            tracing::warn!(
+                open_files = nofile,
+                max_agent_connections = agent_connection_cap,
+                "limits.max_agent_connections can exhaust the open-files limit (each agent connection may hold an upstream one too)"
+            );
+        }
         Ok(Arc::new(Self {
             config,
             store,
@@ -224,8 +248,17 @@ impl Gateway {
             released: Mutex::new(released),
             released_path,
             agent_url,
+            agent_connection_cap,
             _data_lock: data_lock,
         }))
+    }
+
+    /// How slowly an agent's request body may arrive.
+    pub fn body_pace(&self) -> BodyPace {
+        BodyPace {
+            idle: Duration::from_millis(self.config.limits.body_idle_timeout_ms),
+            min_rate: self.config.limits.min_body_rate,
+        }
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -843,12 +876,27 @@ pub async fn start(
         async move { crate::admin::handle(gateway, req).await }
     };
     let drain = Duration::from_secs(10);
+    let header_timeout = Duration::from_millis(config.limits.header_read_timeout_ms);
+    let admin_limits = server::ConnectionLimits {
+        gate: Gate::new(
+            config.limits.max_admin_connections,
+            "admin",
+            gateway.metrics.connection_limit_waits_admin.clone(),
+        ),
+        header_timeout,
+    };
+    let agent_gate = Gate::new(
+        gateway.agent_connection_cap,
+        "agent",
+        gateway.metrics.connection_limit_waits_agent.clone(),
+    );
     let mut tasks = vec![tokio::spawn(server::serve(
         admin_listener,
         admin_tls,
         admin_handler,
         shutdown.clone(),
         drain,
+        admin_limits,
     ))];
     let mut threads = Vec::new();
     let n_threads = config.agent.agent_threads();
@@ -856,9 +904,13 @@ pub async fn start(
         tasks.push(tokio::spawn(server::serve(
             agent_listener,
             agent_tls,
-            make_agent_handler(gateway.proxy_shared()?),
+            make_agent_handler(gateway.proxy_shared()?, gateway.body_pace()),
             shutdown.clone(),
             drain,
+            server::ConnectionLimits {
+                gate: agent_gate,
+                header_timeout,
+            },
         )));
     } else {
         let mut lanes = Vec::with_capacity(n_threads);
@@ -882,9 +934,10 @@ pub async fn start(
             let serve = server::serve_lane(
                 receiver,
                 agent_tls.clone(),
-                make_agent_handler(gateway.proxy_shared()?),
+                make_agent_handler(gateway.proxy_shared()?, gateway.body_pace()),
                 shutdown.clone(),
                 drain,
+                header_timeout,
             );
             let thread = std::thread::Builder::new()
                 .name(format!("custody-agent-{i}"))
@@ -896,6 +949,7 @@ pub async fn start(
             agent_listener,
             lanes,
             shutdown.clone(),
+            agent_gate,
         )));
     }
     let sweeper = gateway.clone();
@@ -924,6 +978,7 @@ type AgentFuture =
 /// The agent listener's handler: HTTP/2 refused, everything else through the request path.
 fn make_agent_handler(
     proxy: Arc<Shared>,
+    pace: BodyPace,
 ) -> impl Fn(Request<hyper::body::Incoming>, RemoteAddr) -> AgentFuture + Clone + Send + Sync + 'static
 {
     let service = custody_proxy::request_path(proxy);
@@ -939,6 +994,7 @@ fn make_agent_handler(
             }
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ClientAddr(remote.0));
+            let body = crate::limits::SlowBody::new(body, pace);
             let req = Request::from_parts(parts, custody_proxy::body::ProxyBody::new(body));
             match service.oneshot(req).await {
                 Ok(resp) => resp,

@@ -186,6 +186,17 @@ pub struct Limits {
     pub max_buffered_body: usize,
     /// How often expired grants are swept, in milliseconds.
     pub expiry_sweep_ms: u64,
+    /// Open agent connections at most; 0: derived from the open-files limit.
+    pub max_agent_connections: usize,
+    /// Open admin connections at most.
+    pub max_admin_connections: usize,
+    /// How long a connection may take to send its first bytes, each request head, or
+    /// a TLS handshake, and how long an idle keep-alive connection stays, in ms.
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for the next part of a request body, in ms.
+    pub body_idle_timeout_ms: u64,
+    /// Least average request-body rate, in bytes/s, once `body_idle_timeout_ms` has passed.
+    pub min_body_rate: u64,
 }
 
 fn default_max_ttl() -> u64 {
@@ -318,6 +329,11 @@ impl Default for Limits {
         Self {
             max_buffered_body: 6 << 20,
             expiry_sweep_ms: 1000,
+            max_agent_connections: 0,
+            max_admin_connections: 64,
+            header_read_timeout_ms: 20_000,
+            body_idle_timeout_ms: 30_000,
+            min_body_rate: 1024,
         }
     }
 }
@@ -389,6 +405,26 @@ impl Config {
         if let Some(endpoint) = &self.broker.endpoint {
             custody_proxy::upstream::UpstreamConfig::from_endpoint(endpoint)
                 .map_err(|e| invalid("broker.endpoint", e))?;
+        }
+        if self.limits.max_admin_connections == 0 {
+            return Err(invalid(
+                "limits.max_admin_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        for (key, ms) in [
+            (
+                "limits.header_read_timeout_ms",
+                self.limits.header_read_timeout_ms,
+            ),
+            (
+                "limits.body_idle_timeout_ms",
+                self.limits.body_idle_timeout_ms,
+            ),
+        ] {
+            if !(100..=3_600_000).contains(&ms) {
+                return Err(invalid(key, "must be between 100 and 3600000".into()));
+            }
         }
         if self.log.checkpoint_every_entries == 0 {
             return Err(invalid(

@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod server;

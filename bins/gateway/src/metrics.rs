@@ -22,6 +22,13 @@ pub struct RequestLabels {
     pub service: String,
 }
 
+/// Labels for per-listener series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `agent` or `admin`.
+    pub listener: String,
+}
+
 /// Labels for broker calls.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -70,6 +77,11 @@ pub struct Metrics {
     pub log_commits_inline: Counter,
     /// … and by the log's committer thread (`{how="committer"}`).
     pub log_commits_committer: Counter,
+    /// New agent connections that waited for the connection cap
+    /// (`custody_connection_limit_waits_total{listener="agent"}`).
+    pub connection_limit_waits_agent: Counter,
+    /// … on the admin listener (`{listener="admin"}`).
+    pub connection_limit_waits_admin: Counter,
 }
 
 impl Metrics {
@@ -89,6 +101,20 @@ impl Metrics {
                 .get_or_create(&CommitLabels { how: how.into() })
                 .clone()
         });
+        let limit_waits = Family::<ListenerLabels, Counter>::default();
+        let [connection_limit_waits_agent, connection_limit_waits_admin] =
+            ["agent", "admin"].map(|listener| {
+                limit_waits
+                    .get_or_create(&ListenerLabels {
+                        listener: listener.into(),
+                    })
+                    .clone()
+            });
+        registry.register(
+            "connection_limit_waits",
+            "New connections that waited because the listener was at its connection cap (limits.max_*_connections)",
+            limit_waits,
+        );
         let [broker_calls_ok, broker_calls_error] = ["ok", "error"].map(|result| {
             broker_calls
                 .get_or_create(&ResultLabels {
@@ -143,6 +169,8 @@ impl Metrics {
             agent_connections,
             log_commits_inline,
             log_commits_committer,
+            connection_limit_waits_agent,
+            connection_limit_waits_admin,
         }
     }
 

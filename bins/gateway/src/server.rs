@@ -14,9 +14,11 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use custody_proxy::body::ProxyBody;
+
+use crate::limits::{FirstBytes, Gate};
 
 /// The remote address of the connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +104,17 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     bind_tokio(bind_std(addr)?)
 }
 
+/// What one listener's connections are held to.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    /// The cap on open connections.
+    pub gate: Arc<Gate>,
+    /// How long a connection may take to send its first bytes and each request head
+    /// (and so how long an idle keep-alive connection stays open); also the TLS
+    /// handshake's limit.
+    pub header_timeout: Duration,
+}
+
 /// Serve `handler` on `listener` until `shutdown` turns true, then drain open
 /// connections for up to `drain`.
 pub async fn serve<H, F>(
@@ -110,34 +123,62 @@ pub async fn serve<H, F>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    limits: ConnectionLimits,
 ) where
     H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = accept(&listener) => accepted,
+        let (permit, (stream, remote)) = tokio::select! {
+            admitted = admit_and_accept(&limits.gate, &listener) => admitted,
             _ = shutdown.changed() => break,
         };
-        spawn_connection(stream, remote, tls.as_ref(), handler.clone(), &graceful, ());
+        spawn_connection(
+            stream,
+            remote,
+            tls.as_ref(),
+            handler.clone(),
+            &graceful,
+            permit,
+            limits.header_timeout,
+        );
     }
     drop(listener);
     drain_connections(graceful, drain).await;
 }
 
+/// A permit under the listener's cap, then the next connection.
+async fn admit_and_accept(
+    gate: &Gate,
+    listener: &TcpListener,
+) -> (
+    Option<OwnedSemaphorePermit>,
+    (tokio::net::TcpStream, SocketAddr),
+) {
+    let permit = gate.admit().await;
+    (permit, accept(listener).await)
+}
+
 /// One thread serving connections handed to it by [`dispatch`]: the receiving end of a
 /// lane.
 pub struct LaneReceiver {
-    streams: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    streams: mpsc::UnboundedReceiver<Handed>,
     open: Gauge,
 }
 
 /// The sending end of a lane, held by [`dispatch`].
 pub struct Lane {
-    streams: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    streams: mpsc::UnboundedSender<Handed>,
     open: Gauge,
 }
+
+/// A connection handed to a lane, with its place under the listener's cap.
+type Handed = (
+    std::net::TcpStream,
+    SocketAddr,
+    Option<OwnedSemaphorePermit>,
+);
 
 /// A lane to one serving thread; `open` counts the connections it holds (the dispatcher
 /// reads it to pick the least loaded lane, and it is exported as a metric).
@@ -161,11 +202,12 @@ pub async fn dispatch(
     listener: TcpListener,
     lanes: Vec<Lane>,
     mut shutdown: watch::Receiver<bool>,
+    gate: Arc<Gate>,
 ) {
     let mut turn = 0usize;
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = accept(&listener) => accepted,
+        let (permit, (stream, remote)) = tokio::select! {
+            admitted = admit_and_accept(&gate, &listener) => admitted,
             _ = shutdown.changed() => break,
         };
         // Registered with the chosen thread's runtime there, so out of this one first.
@@ -185,7 +227,7 @@ pub async fn dispatch(
         };
         turn = turn.wrapping_add(1);
         lane.open.inc();
-        if lane.streams.send((stream, remote)).is_err() {
+        if lane.streams.send((stream, remote, permit)).is_err() {
             // That thread has stopped (only while shutting down).
             lane.open.dec();
         }
@@ -200,6 +242,7 @@ pub async fn serve_lane<H, F>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    header_timeout: Duration,
 ) where
     H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -207,15 +250,16 @@ pub async fn serve_lane<H, F>(
     LANE_OPEN.with(|open| *open.borrow_mut() = Some(lane.open.clone()));
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, remote) = tokio::select! {
+        let (stream, remote, permit) = tokio::select! {
             next = lane.streams.recv() => match next {
-                Some(pair) => pair,
+                Some(handed) => handed,
                 None => break,
             },
             _ = shutdown.changed() => break,
         };
-        // Counted open by the dispatcher; uncounted when the connection task ends.
-        let open = OpenConnection(lane.open.clone());
+        // Counted open by the dispatcher; uncounted (and its place under the cap freed)
+        // when the connection task ends.
+        let open = (OpenConnection(lane.open.clone()), permit);
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(s) => s,
             Err(e) => {
@@ -230,6 +274,7 @@ pub async fn serve_lane<H, F>(
             handler.clone(),
             &graceful,
             open,
+            header_timeout,
         );
     }
     drop(lane);
@@ -284,6 +329,7 @@ fn spawn_connection<H, F, G>(
     handler: H,
     graceful: &GracefulShutdown,
     guard: G,
+    header_timeout: Duration,
 ) where
     H: Fn(Request<Incoming>, RemoteAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -295,8 +341,21 @@ fn spawn_connection<H, F, G>(
     });
     // HTTP/1.1 and HTTP/2 are both accepted so that HTTP/2 requests get a clear answer
     // (the agent handler refuses them) instead of a dropped connection.
-    let builder =
+    let mut builder =
         hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // A slow request head (or a keep-alive connection idle for that long) is closed.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(8)
+        .keep_alive_interval(Some(header_timeout))
+        .keep_alive_timeout(header_timeout);
+    // Saying nothing at all is bounded too (hyper reads some bytes before its timers).
+    let stream = FirstBytes::new(stream, header_timeout);
     match tls {
         None => {
             let conn = builder
@@ -314,10 +373,15 @@ fn spawn_connection<H, F, G>(
             let acceptor = acceptor.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let stream = match acceptor.accept(stream).await {
-                    Ok(s) => s,
-                    Err(e) => {
+                let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                let stream = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
                         tracing::debug!(error = %e, %remote, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%remote, "tls handshake timed out");
                         return;
                     }
                 };

@@ -81,9 +81,7 @@ where
                             .unwrap_or_else(PoisonError::into_inner)
                             .take();
                         let refusal = match failure {
-                            Some(message) => {
-                                Refusal::new(RefusalKind::SignatureDoesNotMatch, message)
-                            }
+                            Some((kind, message)) => Refusal::new(kind, message),
                             None => refusal,
                         };
                         Ok(refusal.into_recorded_response(format, &request_id))
@@ -95,7 +93,9 @@ where
     }
 }
 
-type BodyFailure = Arc<Mutex<Option<String>>>;
+/// Why the agent's body, not the upstream, ended the exchange: a body that failed its
+/// signature check, or one that failed to arrive (stalled, too slow, cut off).
+type BodyFailure = Arc<Mutex<Option<(RefusalKind, String)>>>;
 
 async fn prepare(
     shared: &Shared,
@@ -206,6 +206,10 @@ impl Body for ResignedBody {
                 },
                 Some(Err(e)) => {
                     *this.done = true;
+                    *this.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some((
+                        RefusalKind::InvalidRequest,
+                        format!("the request body did not arrive: {e}"),
+                    ));
                     return Poll::Ready(Some(Err(e)));
                 }
                 None => {
@@ -220,7 +224,7 @@ impl Body for ResignedBody {
                     *this.done = true;
                     let message = e.to_string();
                     *this.failure.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(message.clone());
+                        Some((RefusalKind::SignatureDoesNotMatch, message.clone()));
                     tracing::warn!(error = %message, "aborting upstream request: body failed verification");
                     return Poll::Ready(Some(Err(message.into())));
                 }
