@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -13,13 +13,14 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::latest::LatestFile;
 use super::startup::{Scan, Trusted};
 use super::{Appended, Counters, Item, LogConfig, Op, Queue, Reply, Shared, Slot, lock};
 use crate::entry::{self, Entry, EntryBody};
 use crate::error::LogError;
 use crate::merkle::{CompactTree, Hash, leaf_hash};
 use crate::note::{Checkpoint, SignedCheckpoint, parse_vkey, vkey};
-use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
+use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine};
 
 pub(super) struct Writer {
     pub(super) counters: Arc<Counters>,
@@ -46,9 +47,15 @@ pub(super) struct Writer {
     last_checkpoint_at: Instant,
     first_unsealed_at: Option<Instant>,
     failed: Option<LogError>,
-    /// What `checkpoint_copy_dir` holds, as far as this writer knows: it is overwritten
-    /// only while it still holds exactly that (found verified at start, or written since).
-    copy_note: Option<String>,
+    /// The `checkpoint` file, replaced with descriptors opened ahead.
+    latest: LatestFile,
+    /// Its copy in `checkpoint_copy_dir`: overwritten only while it still holds what this
+    /// writer put there (or found there, verified, at start).
+    copy: Option<LatestFile>,
+    /// Set while a checkpoint cannot be written (no descriptor, no space): nothing was
+    /// half-written, so the log retries instead of failing for good, and refuses appends
+    /// until a checkpoint succeeds.
+    unsealable: Option<LogError>,
     buf: Vec<u8>,
     /// `cfg.origin` as a JSON string, as every entry line carries it.
     origin_json: String,
@@ -168,6 +175,12 @@ impl Writer {
 
         trusted.check_size(&dir, tree.size())?;
         let (unsealed_entries, unsealed_sha256) = scan.unsealed();
+        let latest = LatestFile::open(&dir)?;
+        // The copy verified (or is absent): from here on it is this writer's to replace.
+        let copy = match &cfg.checkpoint_copy_dir {
+            Some(d) => Some(LatestFile::open(d)?),
+            None => None,
+        };
 
         // Checkpoints: cut a torn last line the same way; remember the size sealed.
         let mut sealed_size = 0;
@@ -231,7 +244,9 @@ impl Writer {
                 last_checkpoint_at: Instant::now(),
                 first_unsealed_at: (sealed_size < size).then(Instant::now),
                 failed: None,
-                copy_note: trusted.copy_note,
+                latest,
+                copy,
+                unsealable: None,
                 buf: Vec::with_capacity(1 << 16),
                 origin_json: entry::json_string(&cfg.origin)?,
                 cfg,
@@ -291,10 +306,12 @@ impl Writer {
                 }
                 lock(&shared.queue).linger(linger);
             }
-            if w.failed.is_none()
-                && let Err(e) = w.timed_checkpoint()
-            {
-                w.fail(shared, e);
+            if w.failed.is_none() {
+                if w.unsealable.is_some() {
+                    w.try_reseal(shared);
+                } else if let Err(e) = w.timed_checkpoint() {
+                    w.unseal_failed(shared, e);
+                }
             }
         }
     }
@@ -310,6 +327,10 @@ impl Writer {
             // No timed checkpoint is written once failed; only queued work (errors to
             // hand out, the close) wakes the committer.
             return Duration::from_secs(3600);
+        }
+        if self.unsealable.is_some() {
+            // Retry the checkpoint soon: appends are refused until it is written.
+            return Duration::from_millis(250);
         }
         let heartbeat = self
             .cfg
@@ -362,6 +383,16 @@ impl Writer {
             return matches!(item.op, Op::Close);
         }
         let closing = matches!(item.op, Op::Close);
+        if matches!(item.op, Op::Append(_) | Op::Checkpoint) {
+            // Nothing is half-written when a checkpoint fails: recoverable.
+            let result = self.write_checkpoint();
+            match &result {
+                Ok(_) => self.resealed(shared),
+                Err(e) => self.unseal_failed(shared, e.clone()),
+            }
+            slot.complete(result);
+            return false;
+        }
         let result = match item.op {
             Op::Append(_) | Op::Checkpoint => self.write_checkpoint(),
             Op::RotateKey(key) => self.rotate_key(*key, shared),
@@ -420,6 +451,19 @@ impl Writer {
             let msg = e.to_string();
             for item in items.drain(..) {
                 item.reply.fail(LogError::Failed(msg.clone()));
+            }
+            return;
+        }
+        if self.unsealable.is_some() && !self.try_reseal(shared) {
+            let msg = self
+                .unsealable
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            for item in items.drain(..) {
+                item.reply.fail(LogError::Failed(format!(
+                    "the log cannot seal its entries right now (retrying): {msg}"
+                )));
             }
             return;
         }
@@ -504,7 +548,7 @@ impl Writer {
                 } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries
                     && let Err(e) = self.write_checkpoint()
                 {
-                    self.fail(shared, e);
+                    self.unseal_failed(shared, e);
                 }
             }
             Err(e) => {
@@ -519,6 +563,36 @@ impl Writer {
                 for item in items.drain(..) {
                     item.reply.fail(e.clone());
                 }
+            }
+        }
+    }
+
+    /// A checkpoint could not be written, but nothing was half-written: appends are
+    /// refused (and `health` says why) until one is.
+    fn unseal_failed(&mut self, shared: &Shared, e: LogError) {
+        if self.failed.is_none() {
+            self.unsealable = Some(e.clone());
+            *lock(&shared.health) = Some(e);
+        }
+    }
+
+    /// A checkpoint was written: the log takes appends again.
+    fn resealed(&mut self, shared: &Shared) {
+        if self.unsealable.take().is_some() && self.failed.is_none() {
+            *lock(&shared.health) = None;
+        }
+    }
+
+    /// Retries the checkpoint that could not be written; whether it now has been.
+    fn try_reseal(&mut self, shared: &Shared) -> bool {
+        match self.write_checkpoint() {
+            Ok(_) => {
+                self.resealed(shared);
+                true
+            }
+            Err(e) => {
+                self.unseal_failed(shared, e);
+                false
             }
         }
     }
@@ -617,15 +691,9 @@ impl Writer {
         // The latest-checkpoint files first: a crash between the two writes
         // must leave `checkpoint` ahead of `checkpoints.jsonl`, never behind
         // it (behind is what a replayed checkpoint looks like).
-        storage::write_atomic(
-            &self.cfg.dir,
-            LATEST_CHECKPOINT_FILE,
-            signed.note.as_bytes(),
-        )
-        .map_err(|e| LogError::io("write", &self.cfg.dir.join(LATEST_CHECKPOINT_FILE), &e))?;
-        if let Some(copy) = &self.cfg.checkpoint_copy_dir {
-            copy_checkpoint(copy, self.copy_note.as_deref(), &signed)?;
-            self.copy_note = Some(signed.note.clone());
+        self.latest.replace(signed.note.as_bytes(), false)?;
+        if let Some(copy) = &mut self.copy {
+            copy.replace(signed.note.as_bytes(), true)?;
         }
         let path = self.ckpt_path.clone();
         let r = self
@@ -644,31 +712,6 @@ impl Writer {
         self.first_unsealed_at = None;
         Ok(signed)
     }
-}
-
-/// Replaces the copy with `signed`, but only while it holds what this writer put there
-/// (or found there, verified and consistent, at start): a copy someone else changed is
-/// evidence, and is not overwritten.
-fn copy_checkpoint(
-    dir: &Path,
-    expected: Option<&str>,
-    signed: &SignedCheckpoint,
-) -> Result<(), LogError> {
-    fs::create_dir_all(dir).map_err(|e| LogError::io("create", dir, &e))?;
-    let path = dir.join(LATEST_CHECKPOINT_FILE);
-    let current = match fs::read_to_string(&path) {
-        Ok(note) => Some(note),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(LogError::io("read", &path, &e)),
-    };
-    if current.as_deref() != expected {
-        return Err(LogError::Corrupt {
-            path: path.display().to_string(),
-            reason: "the checkpoint copy changed behind this log's back (not the checkpoint it wrote or verified); refusing to overwrite it".into(),
-        });
-    }
-    storage::write_atomic(dir, LATEST_CHECKPOINT_FILE, signed.note.as_bytes())
-        .map_err(|e| LogError::io("write", &dir.join(LATEST_CHECKPOINT_FILE), &e))
 }
 
 /// Locks the writer. A panic while it was held (in a commit, on the committer thread or

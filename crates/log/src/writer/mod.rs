@@ -22,6 +22,7 @@
 //! refuses all later appends (and `health` reports it) until it is reopened.
 
 mod commit;
+mod latest;
 mod startup;
 
 use std::collections::VecDeque;

@@ -39,8 +39,6 @@ const HOW_TO_RECOVER: &str = "the log was changed after it was signed; keep this
 pub(super) struct Trusted {
     /// size → (root, where it was found).
     by_size: BTreeMap<u64, (Hash, String)>,
-    /// The note in `checkpoint_copy_dir`, if there is one (it verified).
-    pub(super) copy_note: Option<String>,
 }
 
 /// Re-reads entries one by one against the chain and the trusted checkpoints.
@@ -91,7 +89,6 @@ impl Trusted {
                         }
                     })?;
                     trusted.add(dir, &cp, path.display().to_string())?;
-                    trusted.copy_note = Some(note);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(LogError::io("read", &path, &e)),
