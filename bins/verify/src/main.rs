@@ -115,6 +115,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// `println!` that ends quietly with `code` when stdout is gone (`custody-verify … | head
+/// -1`): the verdict is known before anything is printed, so it is still the exit code.
+macro_rules! out {
+    ($code:expr; $($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*).and_then(|()| stdout.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok($code);
+            }
+            return Err(format!("cannot write to stdout: {e}"));
+        }
+    }};
+}
+
 fn run(cli: Cli) -> Result<u8, String> {
     match cli.cmd {
         None => {
@@ -135,7 +150,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let failed = report.failed(cli.strict);
             if cli.json {
                 for f in &report.findings {
-                    println!("{}", serde_json::to_string(f).map_err(|e| e.to_string())?);
+                    out!(u8::from(failed); "{}", serde_json::to_string(f).map_err(|e| e.to_string())?);
                 }
                 let summary = serde_json::json!({
                     "summary": if failed { "failed" } else { "intact" },
@@ -147,12 +162,12 @@ fn run(cli: Cli) -> Result<u8, String> {
                     "failures": report.findings.iter().filter(|f| f.severity == Severity::Failure).count(),
                     "warnings": report.findings.iter().filter(|f| f.severity == Severity::Warning).count(),
                 });
-                println!("{summary}");
+                out!(u8::from(failed); "{summary}");
             } else {
                 for f in &report.findings {
-                    println!("{f}");
+                    out!(u8::from(failed); "{f}");
                 }
-                println!(
+                out!(u8::from(failed);
                     "{}: {} entries, {} checkpoints, sealed through {}, {} allowed requests re-evaluated, {} findings",
                     if failed { "FAILED" } else { "intact" },
                     report.entries,
@@ -162,7 +177,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     report.findings.len()
                 );
                 if let Some(t) = &report.latest_checkpoint_time {
-                    println!("latest checkpoint: {t}");
+                    out!(u8::from(failed); "latest checkpoint: {t}");
                 }
             }
             Ok(u8::from(failed))
@@ -193,9 +208,9 @@ fn run(cli: Cli) -> Result<u8, String> {
             let files = verify::read_dir(&log_dir).map_err(|e| e.to_string())?;
             for hit in query::select(&files, &filter) {
                 if json {
-                    println!("{}", hit.raw);
+                    out!(0; "{}", hit.raw);
                 } else {
-                    println!("{}:{} {}", hit.file, hit.line, query::summary(&hit.entry));
+                    out!(0; "{}:{} {}", hit.file, hit.line, query::summary(&hit.entry));
                 }
             }
             Ok(0)
@@ -205,10 +220,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let files = verify::read_dir(&log_dir).map_err(|e| e.to_string())?;
             match receipt::make_receipt(&files, seq, &keys) {
                 Ok(r) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
-                    );
+                    out!(0; "{}", serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?);
                     Ok(0)
                 }
                 Err(e) => Err(e.to_string()),
@@ -220,15 +232,21 @@ fn run(cli: Cli) -> Result<u8, String> {
         }) => {
             let keys = load_keys(&keys)?;
             let text = read_text(&path)?;
-            let r: Receipt = serde_json::from_str(&text)
-                .map_err(|e| format!("invalid receipt `{}`: {e}", path.display()))?;
+            // A receipt that does not parse is an invalid receipt (exit 1), as documented.
+            let r: Receipt = match serde_json::from_str(&text) {
+                Ok(r) => r,
+                Err(e) => {
+                    out!(1; "INVALID: malformed receipt `{}`: {e}", path.display());
+                    return Ok(1);
+                }
+            };
             match receipt::check_receipt(&r, &keys) {
                 Ok(e) => {
-                    println!("valid: {}", query::summary(&e));
+                    out!(0; "valid: {}", query::summary(&e));
                     Ok(0)
                 }
                 Err(e) => {
-                    println!("INVALID: {e}");
+                    out!(1; "INVALID: {e}");
                     Ok(1)
                 }
             }

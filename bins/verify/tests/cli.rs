@@ -233,3 +233,32 @@ fn a_stale_latest_checkpoint_fails_when_an_age_is_given() {
     let out = run(&[&dir, "--key", &key, "--max-age", "soon"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly_with_the_verdict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = setup(tmp.path());
+    // `custody-verify … | head -0`: the reader is gone before anything is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_custody-verify"))
+        .args([&dir, "--key", &key])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_receipt_is_invalid_with_exit_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, key) = setup(tmp.path());
+    let receipt = tmp.path().join("receipt.json");
+    std::fs::write(&receipt, "{not json").unwrap();
+    let out = run(&["check-proof", receipt.to_str().unwrap(), "--key", &key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("INVALID: malformed receipt"));
+}
