@@ -14,17 +14,6 @@ use super::ClassifyError;
 use super::data::{OpData, Service, Shape};
 use super::request::Params;
 
-/// Query keys that authenticate a presigned request rather than carry a member.
-pub(crate) const PRESIGN_KEYS: [&str; 7] = [
-    "X-Amz-Algorithm",
-    "X-Amz-Credential",
-    "X-Amz-Date",
-    "X-Amz-Expires",
-    "X-Amz-SignedHeaders",
-    "X-Amz-Signature",
-    "X-Amz-Security-Token",
-];
-
 /// `x-amz-*` headers of the protocol itself (signing, streaming, SDK metadata), which
 /// any request may carry.
 const PROTOCOL_HEADERS: [&str; 9] = [
@@ -41,7 +30,9 @@ const PROTOCOL_HEADERS: [&str; 9] = [
 
 /// Whether `key` is a presign authentication parameter.
 pub(crate) fn is_presign_key(key: &str) -> bool {
-    PRESIGN_KEYS.iter().any(|p| p.eq_ignore_ascii_case(key))
+    crate::resign::PRESIGN_PARAMS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(key))
 }
 
 /// Checks a JSON body (AWS JSON, REST-JSON) against the operation's input members.

@@ -61,7 +61,9 @@ pub struct Resigned {
     pub chunk_resigner: Option<ChunkResigner>,
 }
 
-const PRESIGN_PARAMS: [&str; 8] = [
+/// Query parameters that authenticate a presigned request (dropped when re-signing: the
+/// forwarded request is header-signed).
+pub(crate) const PRESIGN_PARAMS: [&str; 8] = [
     "X-Amz-Algorithm",
     "X-Amz-Credential",
     "X-Amz-Date",
@@ -72,20 +74,13 @@ const PRESIGN_PARAMS: [&str; 8] = [
     "X-Amz-Content-Sha256",
 ];
 
-const DROPPED: [&str; 14] = [
+/// The agent's authentication, replaced by the gateway's; with the hop-by-hop headers
+/// ([`crate::fidelity::HOP_BY_HOP`]), what is not forwarded.
+const REPLACED: [&str; 5] = [
     "authorization",
     "x-amz-security-token",
     "x-amz-date",
     "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
     "expect",
 ];
 
@@ -220,7 +215,10 @@ fn forwarded_headers(parts: &Parts, verified: &Verified, s3: bool) -> HeaderMap 
     let mut out = HeaderMap::with_capacity(parts.headers.len() + 4);
     for (name, value) in &parts.headers {
         let n = name.as_str();
-        if DROPPED.contains(&n) || connection_named.iter().any(|c| c == n) {
+        if REPLACED.contains(&n)
+            || crate::fidelity::HOP_BY_HOP.contains(&n)
+            || connection_named.iter().any(|c| c == n)
+        {
             continue;
         }
         if n == "x-amz-content-sha256" && (s3 || verified.presigned) {
