@@ -44,6 +44,9 @@ pub enum ErrorFormat {
     Json,
 }
 
+/// The longest refusal message, in bytes; longer ones are cut.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
 /// A refusal: what the agent is told and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -63,10 +66,18 @@ pub struct AnsweredByGateway(pub String);
 impl Refusal {
     /// A refusal of `kind` with `message`.
     pub fn new(kind: RefusalKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
+        let mut message = message.into();
+        // A message may quote what the agent sent; it goes back to the agent and into the
+        // log, so its length is the gateway's choice, not the agent's.
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("… (cut)");
         }
+        Self { kind, message }
     }
 
     /// The HTTP status for this refusal in `format`.
@@ -230,5 +241,15 @@ mod tests {
             let r = Refusal::new(RefusalKind::ServiceUnavailable, "log down");
             assert_eq!(r.status(f), 503);
         }
+    }
+
+    #[test]
+    fn a_message_quoting_the_agent_is_cut_to_its_bound() {
+        let r = Refusal::new(
+            RefusalKind::AccessDenied,
+            format!("value `{}`", "é".repeat(5000)),
+        );
+        assert!(r.message.len() <= MAX_MESSAGE_BYTES + "… (cut)".len());
+        assert!(r.message.ends_with("… (cut)"));
     }
 }

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use custody_grant::AccessRequest;
 use custody_log::{EntryBody, Log, RequestDecisionRef, RequestOutcome};
 
 use crate::seams::{BoxFuture, DecisionRecord, LogSink, OutcomeRecord, SinkError};
@@ -15,7 +16,16 @@ use crate::seams::{BoxFuture, DecisionRecord, LogSink, OutcomeRecord, SinkError}
 pub struct DecisionEntry<'a> {
     record: &'a DecisionRecord,
     reason: Cow<'a, str>,
+    access: Cow<'a, AccessRequest>,
 }
+
+/// A denial whose resources take more bytes than this is recorded with each action's
+/// first [`SUMMARY_KEEP`] resources, a count and a SHA-256 over all of them: every denial
+/// must be recorded, and an entry is at most `MAX_ENTRY_BYTES` (2 MiB). Allowed decisions
+/// are recorded whole (the verifier re-evaluates them), or refused if they cannot be.
+pub const SUMMARY_ABOVE_BYTES: usize = 256 * 1024;
+/// Resources kept per action in a summarised denial.
+pub const SUMMARY_KEEP: usize = 32;
 
 impl<'a> DecisionEntry<'a> {
     /// The entry for `record`.
@@ -24,7 +34,23 @@ impl<'a> DecisionEntry<'a> {
             (None, Some(akid)) => Cow::Owned(format!("{} (access key id `{akid}`)", record.reason)),
             _ => Cow::Borrowed(record.reason.as_str()),
         };
-        Self { record, reason }
+        let size: usize = record
+            .access
+            .actions
+            .iter()
+            .flat_map(|a| &a.resources)
+            .map(String::len)
+            .sum();
+        let access = if !record.allowed && size > SUMMARY_ABOVE_BYTES {
+            Cow::Owned(summarised(&record.access))
+        } else {
+            Cow::Borrowed(&record.access)
+        };
+        Self {
+            record,
+            reason,
+            access,
+        }
     }
 
     /// The `request_decision` body to append.
@@ -41,7 +67,7 @@ impl<'a> DecisionEntry<'a> {
             request_id: &r.request_id,
             service: r.service.as_deref().unwrap_or_default(),
             operation: r.operation.as_deref().unwrap_or_default(),
-            access: &r.access,
+            access: &self.access,
             allowed: r.allowed,
             reason: &self.reason,
             grant_event_seq: r.grant_event_seq,
@@ -49,6 +75,31 @@ impl<'a> DecisionEntry<'a> {
             body_sha256: r.body_sha256.as_deref(),
         }
     }
+}
+
+/// Each action's first [`SUMMARY_KEEP`] resources, then one line naming how many more
+/// there were and the SHA-256 (hex) of all of them, each followed by a newline.
+fn summarised(access: &AccessRequest) -> AccessRequest {
+    use sha2::{Digest, Sha256};
+    let mut out = access.clone();
+    for a in &mut out.actions {
+        if a.resources.len() <= SUMMARY_KEEP {
+            continue;
+        }
+        let mut h = Sha256::new();
+        for r in &a.resources {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        let more = a.resources.len() - SUMMARY_KEEP;
+        a.resources.truncate(SUMMARY_KEEP);
+        a.resources.push(format!(
+            "... {more} more resources (sha256 of all {} resources, one per line: {})",
+            more + SUMMARY_KEEP,
+            hex::encode(h.finalize())
+        ));
+    }
+    out
 }
 
 /// An outcome record as its `request_outcome` entry.
@@ -233,5 +284,58 @@ mod tests {
             outcome.error.as_deref(),
             Some("response not read to the end")
         );
+    }
+
+    #[test]
+    fn a_denial_too_large_to_record_whole_is_summarised_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let log = Arc::new(Log::open(LogConfig::new(dir.path(), "summary.test/log"), key).unwrap());
+        // 10,000 keys of 300 bytes: 3 MB of resources, past the 2 MiB entry bound.
+        let resources: Vec<String> = (0..10_000)
+            .map(|i| format!("arn:aws:s3:::b/{i:0>280}"))
+            .collect();
+        let mut denied = record(Some(grant()), false);
+        denied.access.actions = vec![custody_grant::ActionRequest {
+            action: "s3:DeleteObject".into(),
+            resources: resources.clone(),
+            named_explicitly: false,
+        }];
+        let mut allowed = denied.clone();
+        allowed.allowed = true;
+        let sink = SessionLog(log.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(sink.record_decision(denied)).unwrap();
+        // An allowed decision is never summarised: it cannot be recorded, so it is refused.
+        assert!(rt.block_on(sink.record_decision(allowed)).is_err());
+        log.close().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(storage::segment_name(0))).unwrap();
+        let d: Vec<RequestDecision> = text
+            .lines()
+            .filter_map(|l| {
+                match Entry::decode(l.trim_end_matches('\0').as_bytes())
+                    .ok()?
+                    .body
+                {
+                    EntryBody::RequestDecision(d) => Some(d),
+                    _ => None,
+                }
+            })
+            .collect();
+        assert_eq!(d.len(), 1);
+        let kept = &d[0].access.actions[0].resources;
+        assert_eq!(kept.len(), SUMMARY_KEEP + 1);
+        assert_eq!(kept[..SUMMARY_KEEP], resources[..SUMMARY_KEEP]);
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for r in &resources {
+            h.update(r.as_bytes());
+            h.update(b"\n");
+        }
+        let last = kept.last().unwrap();
+        assert!(last.contains("9968 more resources"), "{last}");
+        assert!(last.contains(&hex::encode(h.finalize())), "{last}");
     }
 }

@@ -328,6 +328,14 @@ fn delete_keys(body: &[u8]) -> Result<Vec<(String, bool)>, ClassifyError> {
                 let key = key
                     .filter(|k| !k.is_empty())
                     .ok_or_else(|| malformed("`Object` without `Key`".into()))?;
+                if key.len() > 1024 {
+                    return Err(malformed(
+                        "a key longer than 1024 bytes (s3's limit)".into(),
+                    ));
+                }
+                if out.len() == 1000 {
+                    return Err(malformed("more than 1000 objects (s3's limit)".into()));
+                }
                 out.push((key, version.is_some()));
             }
             other => return Err(malformed(format!("unexpected element `{other}`"))),
@@ -382,5 +390,18 @@ mod tests {
             .is_err()
         );
         assert!(delete_keys(b"not xml").is_err());
+    }
+
+    #[test]
+    fn delete_bodies_within_s3s_limits() {
+        let body = |n: usize, key: &str| {
+            let objects: String = (0..n)
+                .map(|i| format!("<Object><Key>{key}{i}</Key></Object>"))
+                .collect();
+            format!("<Delete>{objects}</Delete>")
+        };
+        assert_eq!(delete_keys(body(1000, "k").as_bytes()).unwrap().len(), 1000);
+        assert!(delete_keys(body(1001, "k").as_bytes()).is_err());
+        assert!(delete_keys(body(1, &"k".repeat(1025)).as_bytes()).is_err());
     }
 }
