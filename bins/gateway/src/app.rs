@@ -981,16 +981,19 @@ fn make_agent_handler(
     pace: BodyPace,
 ) -> impl Fn(Request<hyper::body::Incoming>, RemoteAddr) -> AgentFuture + Clone + Send + Sync + 'static
 {
-    let service = custody_proxy::request_path(proxy);
+    let service = custody_proxy::request_path(proxy.clone());
     move |req: Request<hyper::body::Incoming>, remote: RemoteAddr| {
         let service = service.clone();
+        let proxy = proxy.clone();
         Box::pin(async move {
             if req.version() == http::Version::HTTP_2 {
-                return custody_proxy::Refusal::new(
+                // Refused, and recorded like every other refusal.
+                let ctx = custody_proxy::context::RequestCtx::new(remote.0, proxy.clock.now());
+                let refusal = custody_proxy::Refusal::new(
                     custody_proxy::RefusalKind::NotImplemented,
                     "http/2 (and its bidirectional event streams) is not supported by this gateway; use http/1.1",
-                )
-                .into_response(custody_proxy::ErrorFormat::QueryXml, "none");
+                );
+                return custody_proxy::record::refuse(&proxy, ctx, refusal).await;
             }
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ClientAddr(remote.0));

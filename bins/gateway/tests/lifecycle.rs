@@ -634,6 +634,17 @@ fn sigterm_seals_the_log_and_a_restart_keeps_the_evidence_linked() {
         h2.starts_with("HTTP/2 501") && h2.contains("NotImplemented"),
         "{h2}"
     );
+    // …and recorded, like every refusal.
+    assert!(
+        stack
+            .gateway
+            .entries()
+            .iter()
+            .any(|e| e["kind"] == "request_decision"
+                && e["allowed"] == false
+                && e["reason"].as_str().unwrap_or_default().contains("http/2")),
+        "the http/2 refusal is in the log"
+    );
 
     // SIGTERM: drain, final checkpoint, stop entry; the log then verifies strictly (no
     // unsealed tail).
