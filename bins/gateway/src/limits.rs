@@ -12,7 +12,7 @@
 //!   (hyper's own header timeout covers slow request heads and idle keep-alive, but not
 //!   the bytes hyper reads to tell HTTP/1.1 from HTTP/2).
 //! - [`SlowBody`]: a request body that stalls for `idle`, or averages under `min_rate`
-//!   bytes/s after the first `idle`, ends with an error: the request is refused (buffered
+//!   bytes/s over more than `idle` of waiting for the agent, ends with an error: the request is refused (buffered
 //!   bodies) or its upstream request aborted (streamed ones).
 
 use std::future::Future;
@@ -195,13 +195,18 @@ pub struct BodyPace {
 }
 
 pin_project_lite::pin_project! {
-    /// A request body held to a [`BodyPace`].
+    /// A request body held to a [`BodyPace`]. Only time spent waiting on the agent
+    /// counts: while the upstream is not ready for more (backpressure), the body is not
+    /// polled and no clock runs against the agent.
     pub struct SlowBody<B> {
         #[pin]
         inner: B,
         stall: Pin<Box<Sleep>>,
         pace: BodyPace,
-        started: Option<Instant>,
+        // When the current wait for the agent began, if one is under way.
+        waiting_since: Option<Instant>,
+        // Time spent waiting for the agent so far.
+        waited: Duration,
         bytes: u64,
     }
 }
@@ -215,7 +220,8 @@ impl<B> SlowBody<B> {
             inner,
             stall: Box::pin(tokio::time::sleep(pace.idle)),
             pace,
-            started: None,
+            waiting_since: None,
+            waited: Duration::ZERO,
             bytes: 0,
         }
     }
@@ -234,15 +240,25 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let started = *this.started.get_or_insert_with(Instant::now);
+        let since = match *this.waiting_since {
+            Some(t) => t,
+            None => {
+                // A new wait for the agent: its own deadline.
+                let now = Instant::now();
+                *this.waiting_since = Some(now);
+                this.stall.as_mut().reset(now + this.pace.idle);
+                now
+            }
+        };
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                *this.waiting_since = None;
+                *this.waited += since.elapsed();
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
                 }
-                let elapsed = started.elapsed();
-                if elapsed > this.pace.idle {
-                    let rate = *this.bytes as f64 / elapsed.as_secs_f64();
+                if *this.waited > this.pace.idle {
+                    let rate = *this.bytes as f64 / this.waited.as_secs_f64();
                     if rate < this.pace.min_rate as f64 {
                         return Poll::Ready(Some(Err(format!(
                             "request body arrives at {rate:.0} bytes/s, under the minimum of {} (limits.min_body_rate)",
@@ -251,7 +267,6 @@ where
                         .into())));
                     }
                 }
-                this.stall.as_mut().reset(Instant::now() + this.pace.idle);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
@@ -273,5 +288,93 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "tests fail loudly"
+    )]
+    use std::collections::VecDeque;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    /// A body that yields each chunk after its delay (measured from when it is asked for).
+    struct Timed {
+        chunks: VecDeque<(Duration, &'static [u8])>,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+
+    impl Body for Timed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let Some((delay, data)) = self.chunks.front().copied() else {
+                return Poll::Ready(None);
+            };
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+            self.chunks.pop_front();
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(data)))))
+        }
+    }
+
+    fn body(chunks: &[(u64, &'static [u8])]) -> SlowBody<Timed> {
+        let pace = BodyPace {
+            idle: Duration::from_millis(200),
+            min_rate: 1000,
+        };
+        let chunks = chunks
+            .iter()
+            .map(|(ms, d)| (Duration::from_millis(*ms), *d))
+            .collect();
+        SlowBody::new(
+            Timed {
+                chunks,
+                sleep: None,
+            },
+            pace,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_ends_with_why() {
+        let e = body(&[(0, b"abc"), (60_000, b"never")])
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("stalled"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_trickle_under_the_minimum_rate_ends_with_why() {
+        let trickle: Vec<(u64, &'static [u8])> = (0..20).map(|_| (50, &b"x"[..])).collect();
+        let e = body(&trickle).collect().await.unwrap_err();
+        assert!(e.to_string().contains("under the minimum"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn time_the_agent_is_not_asked_for_more_does_not_count() {
+        let mut b = body(&[(0, &[b'x'; 2000][..]), (50, b"y")]);
+        assert!(b.frame().await.unwrap().is_ok());
+        // The upstream holds off (backpressure) for longer than the idle timeout.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(b.frame().await.unwrap().is_ok());
+        assert!(b.frame().await.is_none());
     }
 }
