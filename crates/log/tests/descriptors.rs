@@ -56,6 +56,8 @@ fn descriptor_exhaustion_and_a_transient_failure_do_not_fail_the_log_for_good() 
     }
     for i in 2..6 {
         log.append(outcome(i)).unwrap();
+        // Acknowledged before its checkpoint is written: wait for that checkpoint too.
+        log.checkpoint_now().unwrap();
         assert!(log.health().is_ok(), "{:?}", log.health());
         assert!(
             std::fs::File::open("/dev/null").is_err(),
@@ -63,6 +65,9 @@ fn descriptor_exhaustion_and_a_transient_failure_do_not_fail_the_log_for_good() 
         );
     }
     drop(filler);
+    // An append is acknowledged before the checkpoint after it is written: wait for that
+    // one (a checkpoint now is queued behind it) before tampering with its files.
+    log.checkpoint_now().unwrap();
 
     // A transient failure: the next checkpoint's temporary file cannot be put in place
     // (a directory took its name). The append's entry is written; after it the log
