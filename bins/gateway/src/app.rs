@@ -358,9 +358,12 @@ impl Gateway {
         let role = self.role(&ask.role)?.clone();
         let scope = Scope::from_iam_json(&ask.scope.to_string())
             .map_err(|e| OpError::new(400, format!("scope: {e}")))?;
-        let auto = role.auto_approve_read_only_ttl_secs > 0
-            && ask.ttl_secs <= role.auto_approve_read_only_ttl_secs
-            && crate::policy::is_read_only(&scope);
+        let mut auto = role.auto_approve_read_only_ttl_secs > 0
+            && ask.ttl_secs <= role.auto_approve_read_only_ttl_secs;
+        if auto && let Some(why) = crate::policy::auto_approval_refusal(&scope) {
+            tracing::info!(role = %role.name, reason = %why, "not approved by the read-only rule: {why}");
+            auto = false;
+        }
         let approvers = if role.approvers.is_empty() {
             let mut all: Vec<String> = self.config.people.iter().map(|p| p.name.clone()).collect();
             all.push("admin".into());

@@ -9,8 +9,102 @@ const READ_VERBS: &[&str] = &[
     "Get", "List", "Describe", "Head", "BatchGet", "Query", "Scan", "Lookup",
 ];
 
-/// Whether `scope` only allows reading.
+/// Reads that reveal secrets or key material, never approved automatically although they
+/// only read. An `Allow` whose action pattern could match one of these (`ssm:Get*`
+/// matches `ssm:GetParameter`) is not auto-approved.
+pub const SENSITIVE_READS: &[&str] = &[
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:BatchGetSecretValue",
+    "kms:Decrypt",
+    "kms:GetParametersForImport",
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:GetParametersByPath",
+    "ssm:GetParameterHistory",
+    "lambda:GetFunction",
+    "iam:GetCredentialReport",
+    "cognito-identity:GetCredentialsForIdentity",
+    "cognito-identity:GetOpenIdToken",
+    "rds:DownloadDBLogFilePortion",
+];
+
+/// Whether `scope` only allows reading, and nothing sensitive: see
+/// [`auto_approval_refusal`].
 pub fn is_read_only(scope: &Scope) -> bool {
+    auto_approval_refusal(scope).is_none()
+}
+
+/// Why `scope` cannot be approved by a read-only rule, naming the action; `None` when it
+/// can. Credential-minting actions (`custody_grant::CREDENTIAL_MINTING_ACTIONS`) and
+/// [`SENSITIVE_READS`] are never auto-approved, also when a wildcard (`sts:Get*`) only
+/// could match them.
+pub fn auto_approval_refusal(scope: &Scope) -> Option<String> {
+    if !verbs_read_only(scope) {
+        return Some(
+            "an `Allow` names an action that is not a read (Get, List, Describe, …)".into(),
+        );
+    }
+    let Ok(doc) = serde_json::to_value(scope) else {
+        return Some("the scope cannot be read".into());
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    for s in statements.iter().filter(|s| s["Effect"] == "Allow") {
+        let actions: Vec<&str> = match &s["Action"] {
+            serde_json::Value::String(a) => vec![a.as_str()],
+            serde_json::Value::Array(list) => list.iter().filter_map(|v| v.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        for pattern in actions {
+            if let Some(hit) = custody_grant::CREDENTIAL_MINTING_ACTIONS
+                .iter()
+                .find(|a| glob(pattern, a))
+            {
+                return Some(format!(
+                    "`{pattern}` covers `{hit}`, which mints credentials or tokens"
+                ));
+            }
+            if let Some(hit) = SENSITIVE_READS.iter().find(|a| glob(pattern, a)) {
+                return Some(format!(
+                    "`{pattern}` covers `{hit}`, a read that reveals secrets"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// IAM action matching: case-insensitive, `*` any run, `?` one character.
+fn glob(pattern: &str, action: &str) -> bool {
+    let (p, a): (Vec<char>, Vec<char>) = (
+        pattern.to_ascii_lowercase().chars().collect(),
+        action.to_ascii_lowercase().chars().collect(),
+    );
+    // Classic two-pointer wildcard match with backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < a.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == a[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// Whether every `Allow` names only read verbs.
+fn verbs_read_only(scope: &Scope) -> bool {
     let Ok(doc) = serde_json::to_value(scope) else {
         return false;
     };
@@ -79,6 +173,37 @@ mod tests {
             "--resource",
             "*"
         ])));
+    }
+
+    #[test]
+    fn minting_and_sensitive_reads_are_never_auto_approved() {
+        for (allow, named) in [
+            ("sts:GetSessionToken", "sts:GetSessionToken"),
+            ("sts:Get*", "sts:GetSessionToken"),
+            ("sts:GetFederation?oken", "sts:GetFederationToken"),
+            (
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:GetSecretValue",
+            ),
+            ("ssm:GetParameter*", "ssm:GetParameter"),
+            ("kms:Describe*,kms:Get*", "kms:GetParametersForImport"),
+        ] {
+            let s = scope(&["--allow", allow, "--resource", "*"]);
+            let why = auto_approval_refusal(&s).unwrap_or_default();
+            let hit = format!("covers `{}`", named.to_ascii_lowercase());
+            assert!(why.to_ascii_lowercase().contains(&hit), "{allow}: {why}");
+            assert!(!is_read_only(&s));
+        }
+        // Plain reads still are.
+        assert!(is_read_only(&scope(&[
+            "--allow",
+            "dynamodb:Scan,s3:Get*",
+            "--resource",
+            "*"
+        ])));
+        assert!(glob("s3:get*", "S3:GetObject"));
+        assert!(!glob("s3:Get", "s3:GetObject"));
+        assert!(glob("*", "sts:AssumeRole"));
     }
 
     #[test]

@@ -176,6 +176,38 @@ fn agents_ask_for_themselves_only() {
             .starts_with("rule:auto-approve-read-only"),
         "{approved}"
     );
+    // Reads that mint credentials or reveal secrets are never approved by the rule, also
+    // behind a wildcard; the gateway log says which action stopped it.
+    for allow in [
+        "sts:Get*",
+        "sts:GetSessionToken",
+        "secretsmanager:GetSecretValue",
+    ] {
+        let asked = gw.request(
+            AGENT_TOKEN,
+            &[
+                "--task",
+                "t-10",
+                "--intent",
+                "i",
+                "--role",
+                "reader",
+                "--ttl",
+                "10m",
+                "--allow",
+                allow,
+                "--resource",
+                "*",
+            ],
+        );
+        assert_eq!(asked["status"], "pending", "{allow} was approved by rule");
+    }
+    assert!(
+        gw.server_log()
+            .contains("covers `sts:getsessiontoken`, which mints credentials"),
+        "{}",
+        gw.server_log()
+    );
     // …but not for another identity, and it cannot approve or see others' grants.
     let out = gw.cli(
         AGENT_TOKEN,
