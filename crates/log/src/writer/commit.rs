@@ -103,7 +103,7 @@ impl Writer {
             for line in &lines {
                 let h = leaf_hash(line);
                 tree.push(h);
-                scan.line(path, line, &prev, &tree)?;
+                last = Some(scan.line(path, line, &prev, &tree)?);
                 prev = h;
             }
             if !tail.is_empty() {
@@ -125,31 +125,6 @@ impl Writer {
                 f.set_len(last_len)
                     .map_err(|e| LogError::io("truncate", path, &e))?;
                 f.sync_all().map_err(|e| LogError::io("fsync", path, &e))?;
-            }
-            if let Some(line) = lines.last() {
-                let e = Entry::decode(line).map_err(|e| LogError::Corrupt {
-                    path: path.display().to_string(),
-                    reason: format!("last entry does not decode: {e}"),
-                })?;
-                last = Some(e);
-            }
-        }
-        if let Some(e) = &last {
-            if e.origin != cfg.origin {
-                return Err(LogError::Corrupt {
-                    path: dir.display().to_string(),
-                    reason: format!("log origin is `{}`, not `{}`", e.origin, cfg.origin),
-                });
-            }
-            if e.seq + 1 != tree.size() {
-                return Err(LogError::Corrupt {
-                    path: dir.display().to_string(),
-                    reason: format!(
-                        "last entry has seq {} but the log holds {} entries",
-                        e.seq,
-                        tree.size()
-                    ),
-                });
             }
         }
         let (seg_index, seg_path) = match segments.last() {
@@ -383,18 +358,12 @@ impl Writer {
             return matches!(item.op, Op::Close);
         }
         let closing = matches!(item.op, Op::Close);
-        if matches!(item.op, Op::Append(_) | Op::Checkpoint) {
-            // Nothing is half-written when a checkpoint fails: recoverable.
-            let result = self.write_checkpoint();
-            match &result {
-                Ok(_) => self.resealed(shared),
-                Err(e) => self.unseal_failed(shared, e.clone()),
-            }
-            slot.complete(result);
-            return false;
-        }
         let result = match item.op {
-            Op::Append(_) | Op::Checkpoint => self.write_checkpoint(),
+            Op::Append(_) | Op::Checkpoint => {
+                // Recoverable: a failed checkpoint leaves nothing half-written.
+                slot.complete(self.seal(shared));
+                return false;
+            }
             Op::RotateKey(key) => self.rotate_key(*key, shared),
             Op::Close => self
                 .append_internal(&EntryBody::GatewayStopped {
@@ -546,9 +515,9 @@ impl Writer {
                         self.fail(shared, e);
                     }
                 } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries
-                    && let Err(e) = self.write_checkpoint()
                 {
-                    self.unseal_failed(shared, e);
+                    // A failure is recorded by `seal` (appends refused until it passes).
+                    let _ = self.seal(shared);
                 }
             }
             Err(e) => {
@@ -583,18 +552,20 @@ impl Writer {
         }
     }
 
+    /// Writes a checkpoint, recoverably: a failure (nothing half-written) makes the log
+    /// unsealable, refusing appends until a later checkpoint succeeds; a success ends that.
+    fn seal(&mut self, shared: &Shared) -> Result<SignedCheckpoint, LogError> {
+        let result = self.write_checkpoint();
+        match &result {
+            Ok(_) => self.resealed(shared),
+            Err(e) => self.unseal_failed(shared, e.clone()),
+        }
+        result
+    }
+
     /// Retries the checkpoint that could not be written; whether it now has been.
     fn try_reseal(&mut self, shared: &Shared) -> bool {
-        match self.write_checkpoint() {
-            Ok(_) => {
-                self.resealed(shared);
-                true
-            }
-            Err(e) => {
-                self.unseal_failed(shared, e);
-                false
-            }
-        }
+        self.seal(shared).is_ok()
     }
 
     fn fail(&mut self, shared: &Shared, e: LogError) {

@@ -159,15 +159,15 @@ impl<'t> Scan<'t> {
         }
     }
 
-    /// Checks the next line (whose leaf hash is already pushed onto `tree`); `prev` is
-    /// the leaf hash of the line before it.
+    /// Checks the next line (whose leaf hash is already pushed onto `tree`) and returns
+    /// its entry; `prev` is the leaf hash of the line before it.
     pub(super) fn line(
         &mut self,
         path: &Path,
         line: &[u8],
         prev: &Hash,
         tree: &CompactTree,
-    ) -> Result<(), LogError> {
+    ) -> Result<Entry, LogError> {
         let seq = tree.size() - 1;
         let corrupt = |reason: String| LogError::Corrupt {
             path: path.display().to_string(),
@@ -209,7 +209,7 @@ impl<'t> Scan<'t> {
             self.tail_hash.update(b"\n");
             self.tail_count += 1;
         }
-        Ok(())
+        Ok(e)
     }
 
     /// The unsealed tail: how many entries follow the last trusted checkpoint, and the
