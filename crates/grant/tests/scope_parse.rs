@@ -280,3 +280,23 @@ fn grant_session_policy_fences_regions() {
         Scope::from_iam_json(&scope.session_policy_in(&["eu-west-1".to_owned()]).unwrap()).unwrap();
     assert_eq!(fenced.statements().len(), 2);
 }
+
+#[test]
+fn action_covers_names_the_pattern_that_lets_an_action_through() {
+    let scope = custody_grant::Scope::from_iam_json(
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":["s3:Get*","sts:GetCallerIdentity"],"Resource":"*"},
+            {"Effect":"Allow","NotAction":"iam:*","Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let [first, second] = scope.statements() else {
+        panic!("two statements")
+    };
+    assert_eq!(first.action_covers("S3:GetObject"), Some("s3:Get*"));
+    assert_eq!(first.action_covers("sts:getsessiontoken"), None);
+    assert_eq!(
+        second.action_covers("sts:GetSessionToken"),
+        Some("NotAction")
+    );
+    assert_eq!(second.action_covers("iam:CreateAccessKey"), None);
+}

@@ -257,6 +257,23 @@ impl Statement {
         &self.conditions
     }
 
+    /// Whether the statement's `Action` (or `NotAction`) part lets `action` through,
+    /// whatever the resource and conditions: the matching `Action` pattern as written, or
+    /// `NotAction` when `action` is not excluded. For rules about what a scope could
+    /// allow (an operator's auto-approval), not for decisions.
+    pub fn action_covers(&self, action: &str) -> Option<&str> {
+        let action = action.to_ascii_lowercase();
+        match &self.actions {
+            Actions::Action(list) => list
+                .iter()
+                .find(|p| p.matches(&action))
+                .map(|p| p.text.as_str()),
+            Actions::NotAction(list) => {
+                (!list.iter().any(|p| p.matches(&action))).then_some("NotAction")
+            }
+        }
+    }
+
     /// Whether the statement covers `action` on `resource` under `ctx`. `action` must be
     /// folded to ASCII lower case by the caller (action names are case-insensitive; folding
     /// once per request instead of per comparison keeps decisions fast). With `literal_only`, only an `Action` entry without wildcards that
