@@ -514,8 +514,7 @@ impl Writer {
                     if let Err(e) = self.rotate_segment() {
                         self.fail(shared, e);
                     }
-                } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries
-                {
+                } else if self.tree.size() - self.sealed_size >= self.cfg.checkpoint_every_entries {
                     // A failure is recorded by `seal` (appends refused until it passes).
                     let _ = self.seal(shared);
                 }

@@ -385,25 +385,23 @@ pub(crate) fn route(
             second: other.name.clone(),
         });
     }
-    {
-        // S3 names subresources with query keys, REST-JSON services members: a key we do
-        // not know could make the upstream do something other than what we classified.
-        if let Some(dup) = query.first_duplicate() {
-            return Err(ClassifyError::DuplicateParameter {
-                name: dup.to_owned(),
+    // S3 names subresources with query keys, REST-JSON services members: a key we do
+    // not know could make the upstream do something other than what we classified.
+    if let Some(dup) = query.first_duplicate() {
+        return Err(ClassifyError::DuplicateParameter {
+            name: dup.to_owned(),
+        });
+    }
+    for k in query.keys() {
+        let known = op.disc.iter().any(|(d, _)| d == k)
+            || op.qkeys.iter().any(|q| q == k)
+            || k == "x-id"
+            || k.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"));
+        if !known {
+            return Err(ClassifyError::UnknownParameter {
+                name: k.to_owned(),
+                operation: op.name.clone(),
             });
-        }
-        for k in query.keys() {
-            let known = op.disc.iter().any(|(d, _)| d == k)
-                || op.qkeys.iter().any(|q| q == k)
-                || k == "x-id"
-                || k.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("x-amz-"));
-            if !known {
-                return Err(ClassifyError::UnknownParameter {
-                    name: k.to_owned(),
-                    operation: op.name.clone(),
-                });
-            }
         }
     }
     Ok((op, labels))
