@@ -76,7 +76,7 @@ async fn authenticate<S: Inner>(
     // A request without a body is "buffered" for free; asking the classifier first would
     // route the request twice.
     let buffer = pending
-        || has_no_body(&parts)
+        || custody_sigv4::body::declares_no_body(&parts.headers)
         || custody_sigv4::classify::needs_body(
             &signing_name,
             &parts.method,
@@ -133,17 +133,6 @@ async fn authenticate<S: Inner>(
     };
     parts.extensions.insert(ctx);
     inner.call(Request::from_parts(parts, body)).await
-}
-
-/// No body: `Content-Length: 0`, or neither a length nor chunked transfer encoding.
-fn has_no_body(parts: &http::request::Parts) -> bool {
-    if parts.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return false;
-    }
-    match parts.headers.get(http::header::CONTENT_LENGTH) {
-        Some(v) => v.as_bytes() == b"0",
-        None => true,
-    }
 }
 
 /// Verify the head; on failure also return the grant entry if the key named one (so the

@@ -9,6 +9,18 @@ use crate::chunked::{ChunkDecoder, ChunkEvent, ChunkLimits};
 use crate::error::AuthError;
 use crate::verify::{PayloadMode, Verified};
 
+/// Whether a request's headers say it has no body: no `Transfer-Encoding`, and no
+/// `Content-Length` or `Content-Length: 0`.
+pub fn declares_no_body(headers: &http::HeaderMap) -> bool {
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return false;
+    }
+    match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.as_bytes() == b"0",
+        None => true,
+    }
+}
+
 /// What the verifier releases, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyPart {

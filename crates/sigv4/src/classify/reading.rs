@@ -21,12 +21,11 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use http::HeaderMap;
-
 use super::dispatch::Req;
 use super::members;
 use super::request::{Params, content_type, header};
 use super::{ClassifyError, ClassifyInput, Protocol};
+use crate::body::declares_no_body;
 
 /// Largest body a `gzip` request body may decode to; more is refused (a small
 /// compressed body must not become an unbounded buffer).
@@ -78,7 +77,7 @@ pub(crate) fn check(req: &Req<'_>, target: Option<&str>) -> Result<(), ClassifyE
         }
         Protocol::Query | Protocol::Ec2 => {
             root_path(req)?;
-            if input.body.is_none() && !no_body(input.headers) {
+            if input.body.is_none() && !declares_no_body(input.headers) {
                 return Err(ClassifyError::BodyRequired {
                     operation: op.name.clone(),
                 });
@@ -90,7 +89,9 @@ pub(crate) fn check(req: &Req<'_>, target: Option<&str>) -> Result<(), ClassifyE
             if target.is_some() {
                 return Err(not_one("`X-Amz-Target` on a REST request".into()));
             }
-            if op.nobody && (input.body.is_some_and(|b| !b.is_empty()) || !no_body(input.headers)) {
+            if op.nobody
+                && (input.body.is_some_and(|b| !b.is_empty()) || !declares_no_body(input.headers))
+            {
                 return Err(not_one(format!(
                     "a request body, which `{}` does not take (the upstream could read it)",
                     op.name
@@ -127,18 +128,6 @@ fn root_path(req: &Req<'_>) -> Result<(), ClassifyError> {
             req.protocol.as_str()
         ),
     })
-}
-
-/// Whether the headers say there is no body: no `Transfer-Encoding`, and no
-/// `Content-Length` or `Content-Length: 0`.
-fn no_body(headers: &HeaderMap) -> bool {
-    if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return false;
-    }
-    match headers.get(http::header::CONTENT_LENGTH) {
-        Some(v) => v.as_bytes() == b"0",
-        None => true,
-    }
 }
 
 /// The `Content-Encoding` of a body the classifier reads.
