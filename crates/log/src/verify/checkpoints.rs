@@ -215,6 +215,7 @@ impl Verifier {
             }
         }
         let log_max = max_seen.as_ref().map_or(0, |m| m.0);
+        self.latest_checkpoint_at = last_time;
         self.report.latest_checkpoint_time = last_time.map(crate::entry::format_time);
         self.max_checkpoint_size = log_max;
 

@@ -170,6 +170,8 @@ pub(super) struct Verifier {
     pub(super) conflict: Option<Conflict>,
     /// Largest size among validly signed checkpoints in the log's files.
     pub(super) max_checkpoint_size: u64,
+    /// Time of the newest validly signed checkpoint in the log's files.
+    pub(super) latest_checkpoint_at: Option<OffsetDateTime>,
 }
 
 pub(super) struct Conflict {

@@ -281,6 +281,7 @@ pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, Ve
         rotated_keys: Vec::new(),
         conflict: None,
         max_checkpoint_size: 0,
+        latest_checkpoint_at: None,
     };
 
     // Checkpoints first, unverified, to know which tree sizes need a root.
@@ -421,29 +422,24 @@ pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, Ve
             v.fail(FindingClass::Empty, "", 0, None, message);
         }
     }
-    if let Some(limit) = opts.stale_before {
-        let latest = v
+    if let Some(limit) = opts.stale_before
+        && v.latest_checkpoint_at.is_none_or(|t| t < limit)
+    {
+        let when = v
             .report
             .latest_checkpoint_time
-            .as_deref()
-            .and_then(|t| crate::entry::parse_time(t).ok());
-        if latest.is_none_or(|t| t < limit) {
-            let when = v
-                .report
-                .latest_checkpoint_time
-                .clone()
-                .unwrap_or("never".into());
-            v.fail(
-                FindingClass::Stale,
-                "",
-                0,
-                None,
-                format!(
-                    "the latest checkpoint is from {when}, before {}",
-                    crate::entry::format_time(limit)
-                ),
-            );
-        }
+            .clone()
+            .unwrap_or("never".into());
+        v.fail(
+            FindingClass::Stale,
+            "",
+            0,
+            None,
+            format!(
+                "the latest checkpoint is from {when}, before {}",
+                crate::entry::format_time(limit)
+            ),
+        );
     }
     Ok(v.report)
 }
