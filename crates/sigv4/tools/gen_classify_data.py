@@ -129,6 +129,16 @@ class Shapes:
         return ["m", self.ref(shape.value), key, value, flat]
 
 
+def located(members, location, lower=False):
+    """The sorted wire names of the members that travel at `location` (REST)."""
+    names = (
+        s.serialization.get("name", m)
+        for m, s in members.items()
+        if s.serialization.get("location") == location
+    )
+    return sorted(n.lower() if lower else n for n in names)
+
+
 def body_members(protocol, members):
     """Top-level members that travel in the body (not in the URI, query or headers)."""
     if protocol not in ("rest-json", "rest-xml"):
@@ -222,28 +232,15 @@ def generate_service(session, name, over, minting):
                 entry["disc"] = disc
             # Every query parameter the operation knows: anything else could be a
             # subresource or member this data does not know, so it is refused.
-            qkeys = sorted(
-                s.serialization.get("name", m)
-                for m, s in members.items()
-                if s.serialization.get("location") == "querystring"
-            )
+            qkeys = located(members, "querystring")
             if qkeys:
                 entry["qkeys"] = qkeys
             # Header members an S3 or Lambda request may carry (any other `x-amz-*`
             # header is refused), and the prefix of a headers map (`x-amz-meta-`).
-            hkeys = sorted(
-                s.serialization.get("name", m).lower()
-                for m, s in members.items()
-                if s.serialization.get("location") == "header"
-                and s.serialization.get("name", m).lower().startswith("x-amz-")
-            )
+            hkeys = [h for h in located(members, "header", lower=True) if h.startswith("x-amz-")]
             if hkeys:
                 entry["hkeys"] = hkeys
-            hpre = sorted(
-                s.serialization.get("name", m).lower()
-                for m, s in members.items()
-                if s.serialization.get("location") == "headers"
-            )
+            hpre = located(members, "headers", lower=True)
             if hpre:
                 entry["hpre"] = hpre
         payload = shape.serialization.get("payload") if shape is not None else None
