@@ -225,7 +225,7 @@ fn pick_service(
                 content_type(input.headers).ok().flatten().as_deref(),
                 None | Some("application/x-www-form-urlencoded")
             )
-            && body.is_some_and(|b| Params::parse(b).contains("Action")));
+            && body.is_some_and(|b| Params::form_has_key(b, "Action")));
     let fits = |s: &&'static Service| match s.protocol {
         Protocol::Json => match (target, &s.data.target_prefix) {
             (Some(t), Some(p)) => t.rsplit_once('.').is_some_and(|(tp, _)| tp == p),

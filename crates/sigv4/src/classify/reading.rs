@@ -64,7 +64,7 @@ pub(crate) fn check(req: &Req<'_>, target: Option<&str>) -> Result<(), ClassifyE
                     )));
                 }
             }
-            if Params::parse(body).contains("Action") {
+            if Params::form_has_key(body, "Action") {
                 return Err(not_one(
                     "the json body also reads as a form with an `Action` (a second operation selector)"
                         .into(),

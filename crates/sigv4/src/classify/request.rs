@@ -21,6 +21,12 @@ impl Params {
         }
     }
 
+    /// Whether `raw`, read as a form, has `key`, without copying it (a JSON body is
+    /// checked this way for a smuggled `Action`).
+    pub(crate) fn form_has_key(raw: &[u8], key: &str) -> bool {
+        form_urlencoded::parse(raw).any(|(k, _)| k == key)
+    }
+
     /// Appends another set (query string plus form body).
     pub(crate) fn extend(&mut self, other: Params) {
         self.pairs.extend(other.pairs);
