@@ -201,7 +201,9 @@ pin_project_lite::pin_project! {
     pub struct SlowBody<B> {
         #[pin]
         inner: B,
-        stall: Pin<Box<Sleep>>,
+        // The idle deadline, made the first time the agent keeps the body waiting: a
+        // body that is empty or already buffered by the kernel never needs a timer.
+        stall: Option<Pin<Box<Sleep>>>,
         pace: BodyPace,
         // When the current wait for the agent began, if one is under way.
         waiting_since: Option<Instant>,
@@ -218,7 +220,7 @@ impl<B> SlowBody<B> {
     pub fn new(inner: B, pace: BodyPace) -> Self {
         SlowBody {
             inner,
-            stall: Box::pin(tokio::time::sleep(pace.idle)),
+            stall: None,
             pace,
             waiting_since: None,
             waited: Duration::ZERO,
@@ -246,7 +248,9 @@ where
                 // A new wait for the agent: its own deadline.
                 let now = Instant::now();
                 *this.waiting_since = Some(now);
-                this.stall.as_mut().reset(now + this.pace.idle);
+                if let Some(stall) = this.stall.as_mut() {
+                    stall.as_mut().reset(now + this.pace.idle);
+                }
                 now
             }
         };
@@ -271,7 +275,12 @@ where
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.stall.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .stall
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(since + this.pace.idle)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => Poll::Ready(Some(Err(format!(
                     "request body stalled: nothing for {} s (limits.body_idle_timeout_ms)",
                     this.pace.idle.as_secs()
