@@ -147,6 +147,9 @@ pub struct Gateway {
     /// The cap on open agent connections (configured, or derived from the open-files
     /// limit, which start-up raises to its hard limit).
     pub agent_connection_cap: usize,
+    /// The memory shared by request bodies whose signature is not yet checked (one
+    /// budget for every agent thread).
+    unverified_bodies: custody_proxy::budget::BodyBudget,
     /// Held for the process's life: one gateway per data directory.
     _data_lock: std::fs::File,
 }
@@ -235,6 +238,10 @@ impl Gateway {
                 "limits.max_agent_connections can exhaust the open-files limit (each agent connection may hold an upstream one too)"
             );
         }
+        let unverified_bodies = custody_proxy::budget::BodyBudget::new(
+            config.limits.max_unverified_body_bytes,
+            Duration::from_millis(config.limits.unverified_body_wait_ms),
+        );
         Ok(Arc::new(Self {
             config,
             store,
@@ -249,6 +256,7 @@ impl Gateway {
             released_path,
             agent_url,
             agent_connection_cap,
+            unverified_bodies,
             _data_lock: data_lock,
         }))
     }
@@ -285,6 +293,7 @@ impl Gateway {
             clock: self.clock.clone(),
             options: ProxyOptions {
                 max_buffered_body: self.config.limits.max_buffered_body,
+                unverified_bodies: self.unverified_bodies.clone(),
                 upstream,
             },
         }))

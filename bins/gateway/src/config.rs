@@ -197,6 +197,10 @@ pub struct Limits {
     pub body_idle_timeout_ms: u64,
     /// Least average request-body rate, in bytes/s, once `body_idle_timeout_ms` has passed.
     pub min_body_rate: u64,
+    /// Bytes all request bodies whose signature is not yet checked may hold together.
+    pub max_unverified_body_bytes: usize,
+    /// How long such a body waits for its share before it is refused, in ms.
+    pub unverified_body_wait_ms: u64,
 }
 
 fn default_max_ttl() -> u64 {
@@ -334,6 +338,8 @@ impl Default for Limits {
             header_read_timeout_ms: 20_000,
             body_idle_timeout_ms: 30_000,
             min_body_rate: 1024,
+            max_unverified_body_bytes: 64 << 20,
+            unverified_body_wait_ms: 5_000,
         }
     }
 }
@@ -412,7 +418,22 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.limits.max_unverified_body_bytes < self.limits.max_buffered_body
+            || self.limits.max_unverified_body_bytes > u32::MAX as usize
+        {
+            return Err(invalid(
+                "limits.max_unverified_body_bytes",
+                format!(
+                    "must be at least `limits.max_buffered_body` ({}) and below 4 GiB",
+                    self.limits.max_buffered_body
+                ),
+            ));
+        }
         for (key, ms) in [
+            (
+                "limits.unverified_body_wait_ms",
+                self.limits.unverified_body_wait_ms,
+            ),
             (
                 "limits.header_read_timeout_ms",
                 self.limits.header_read_timeout_ms,

@@ -242,3 +242,144 @@ print(json.dumps({"answer": answer.decode(errors="replace")[:3000], "seconds": t
     assert!(v["seconds"].as_f64().unwrap() < 25.0, "{v}");
     assert!(answer.contains("stalled"), "{v}");
 }
+
+/// A DynamoDB-shaped request head (JSON protocol, no `x-amz-content-sha256`: the signature
+/// covers the body and cannot be checked before it is read) under `akid`, signed badly.
+fn unsigned_hash_head(akid: &str, length: usize) -> String {
+    let date = time::OffsetDateTime::now_utc();
+    let amz = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        date.hour(),
+        date.minute(),
+        date.second()
+    );
+    format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.ListTables\r\nX-Amz-Date: {amz}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={akid}/{}/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}\r\n\
+         Content-Length: {length}\r\n\r\n",
+        &amz[..8],
+        "0".repeat(64)
+    )
+}
+
+/// The status line of the answer on `s`, or why there was none.
+fn status_of(s: &mut TcpStream) -> String {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => return format!("error: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let code = text.split("\r\n").next().unwrap_or("").to_owned();
+    let kind = text
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-amzn-errortype"))
+                .map(|(_, v)| v.trim())
+        })
+        .unwrap_or("");
+    format!("{code} {kind}")
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn bodies_nobody_has_authenticated_hold_bounded_memory() {
+    const CONNS: usize = 200;
+    const BODY: usize = 4 << 20;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let stack = Stack::start_with(|c| {
+        *c = c.replace(
+            "[limits]\n",
+            "[limits]\nmax_unverified_body_bytes = 33554432\nunverified_body_wait_ms = 3000\n",
+        );
+    });
+    let gw = &stack.gateway;
+    let grant = gw.request_reader("agent:x", "t", &[]);
+    let env = gw.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    let addr: SocketAddr = format!("127.0.0.1:{}", gw.agent_port).parse().unwrap();
+    let pid = gw.child.as_ref().unwrap().id();
+    let before = peak_rss_kib(pid);
+
+    // An unknown key, or a body over the buffering limit: answered from the head alone,
+    // while the client has not sent a byte of the body.
+    for (akid, length, want) in [
+        ("AKIANOBODYKNOWS00000", BODY, "UnrecognizedClientException"),
+        (env.access_key_id.as_str(), 100 << 20, "ValidationException"),
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(unsigned_hash_head(akid, length).as_bytes())
+            .unwrap();
+        let status = status_of(&mut s);
+        assert!(status.contains(want), "{akid} {length}: {status}");
+    }
+
+    // 200 connections at once sending 4 MiB bodies: half under a key nobody has, half
+    // under the grant's key with a bad signature (these must be read to be checked).
+    let body: Arc<Vec<u8>> = Arc::new(vec![b' '; BODY]);
+    let threads: Vec<_> = (0..CONNS)
+        .map(|i| {
+            let akid = if i % 2 == 0 {
+                "AKIANOBODYKNOWS00000".to_owned()
+            } else {
+                env.access_key_id.clone()
+            };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let _ = s.write_all(unsigned_hash_head(&akid, BODY).as_bytes());
+                // An unknown key is answered and the connection closed mid-body.
+                let _ = s.write_all(&body);
+                status_of(&mut s)
+            })
+        })
+        .collect();
+    let statuses: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let peak = peak_rss_kib(pid);
+    let count = |needle: &str| statuses.iter().filter(|s| s.contains(needle)).count();
+    let (bad_sig, throttled, unknown) = (
+        count("InvalidSignatureException"),
+        count("ThrottlingException"),
+        count("UnrecognizedClientException"),
+    );
+    eprintln!(
+        "peak RSS {before} KiB before, {peak} KiB after; bad signature {bad_sig}, throttled {throttled}, unknown key {unknown}, other {:?}",
+        statuses
+            .iter()
+            .filter(|s| !s.contains("Exception"))
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    // Every bad-signature body was answered: checked, or refused for want of budget.
+    assert_eq!(bad_sig + throttled, CONNS / 2, "{statuses:?}");
+    assert!(bad_sig > 0);
+    // Unknown keys may see the connection closed before they read the answer.
+    assert!(unknown > 0);
+    // 100 bodies of 4 MiB would be 400 MiB; the budget is 32 MiB (a body's buffer may
+    // reach twice its size while it grows).
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 160,
+        "peak RSS grew by {grown_mib} MiB under a 32 MiB budget"
+    );
+    // The gateway still serves.
+    assert_eq!(gw.admin_get("/readyz").0, 200);
+}

@@ -13,7 +13,6 @@ use custody_sigv4::error::AuthError;
 use custody_sigv4::key::SigningSecret;
 use custody_sigv4::verify::{PayloadMode, Verification, VerifyOptions, verify};
 use http::{HeaderMap, Request, Response};
-use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
 use crate::stage::{Inner, stage};
@@ -86,11 +85,33 @@ async fn authenticate<S: Inner>(
         );
 
     let body = if buffer {
-        let bytes = match read_limited(body, shared.options.max_buffered_body).await {
+        let limit = shared.options.max_buffered_body;
+        let declared = crate::budget::declared_length(&parts.headers);
+        // Known to be too large: refused before a byte of it is read.
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Ok(refuse(&shared, ctx, crate::budget::too_large(limit)).await);
+        }
+        // Until the signature is checked, anyone knowing the key id could be sending this
+        // body: it holds its bytes from the shared budget for such bodies.
+        let read = if pending {
+            shared
+                .options
+                .unverified_bodies
+                .read(body, declared, limit)
+                .await
+                .map(|(b, held)| (b, Some(held)))
+        } else {
+            crate::budget::read_at_most(body, limit, |_| async { Ok(()) })
+                .await
+                .map(|(b, _)| (b, None))
+        };
+        let (bytes, held) = match read {
             Ok(b) => b,
             Err(refusal) => return Ok(refuse(&shared, ctx, refusal).await),
         };
-        let verified = match verification.with_body(&bytes) {
+        let verified = verification.with_body(&bytes);
+        drop(held);
+        let verified = match verified {
             Ok(v) => v,
             Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
         };
@@ -209,23 +230,6 @@ pub fn auth_refusal(e: &AuthError) -> Refusal {
         _ => RefusalKind::SignatureDoesNotMatch,
     };
     Refusal::new(kind, e.to_string())
-}
-
-async fn read_limited(body: ProxyBody, limit: usize) -> Result<Bytes, Refusal> {
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::new(
-            RefusalKind::InvalidRequest,
-            format!(
-                "request body is larger than the {limit} bytes this gateway buffers for api calls"
-            ),
-        )),
-        Err(e) => Err(Refusal::new(
-            RefusalKind::InvalidRequest,
-            format!("could not read the request body: {e}"),
-        )),
-    }
 }
 
 /// The payload of a buffered body as classification reads it: the decoded chunk data for

@@ -22,6 +22,8 @@ pub struct ProxyOptions {
     /// Largest body buffered for verification and classification (API calls; S3 object
     /// bodies stream and are never buffered).
     pub max_buffered_body: usize,
+    /// The memory all bodies whose signature is not yet checked may hold together.
+    pub unverified_bodies: crate::budget::BodyBudget,
     /// Where requests go.
     pub upstream: UpstreamConfig,
 }
@@ -30,6 +32,7 @@ impl Default for ProxyOptions {
     fn default() -> Self {
         Self {
             max_buffered_body: 6 << 20,
+            unverified_bodies: crate::budget::BodyBudget::default(),
             upstream: UpstreamConfig::Aws,
         }
     }

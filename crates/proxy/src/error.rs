@@ -29,6 +29,9 @@ pub enum RefusalKind {
     /// The gateway cannot record or forward right now (log down, broker down): nothing was
     /// forwarded; the SDK may retry.
     ServiceUnavailable,
+    /// Too many requests (a rate limit, or too many unauthenticated bodies in flight):
+    /// nothing was forwarded; the SDK retries with backoff.
+    Throttled,
     /// The upstream could not be reached after the decision was recorded.
     BadGateway,
 }
@@ -85,6 +88,9 @@ impl Refusal {
         use RefusalKind::*;
         match (self.kind, format) {
             (ServiceUnavailable, _) => StatusCode::SERVICE_UNAVAILABLE,
+            // S3 says SlowDown with 503; JSON and query services throttle with 400.
+            (Throttled, ErrorFormat::S3Xml) => StatusCode::SERVICE_UNAVAILABLE,
+            (Throttled, _) => StatusCode::BAD_REQUEST,
             (BadGateway, _) => StatusCode::BAD_GATEWAY,
             (NotImplemented, _) => StatusCode::NOT_IMPLEMENTED,
             (InvalidRequest | IncompleteSignature, _) => StatusCode::BAD_REQUEST,
@@ -115,6 +121,9 @@ impl Refusal {
             (NotImplemented, _) => "NotImplemented",
             (ServiceUnavailable, ErrorFormat::Json) => "ServiceUnavailableException",
             (ServiceUnavailable, _) => "ServiceUnavailable",
+            (Throttled, ErrorFormat::S3Xml) => "SlowDown",
+            (Throttled, ErrorFormat::Json) => "ThrottlingException",
+            (Throttled, ErrorFormat::QueryXml) => "Throttling",
             (BadGateway, _) => "BadGateway",
         }
     }

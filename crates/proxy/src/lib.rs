@@ -19,6 +19,7 @@
 pub mod authenticate;
 pub mod authorize;
 pub mod body;
+pub mod budget;
 pub mod classify;
 pub mod context;
 pub mod error;
