@@ -150,6 +150,9 @@ pub struct Gateway {
     /// The memory shared by request bodies whose signature is not yet checked (one
     /// budget for every agent thread).
     unverified_bodies: custody_proxy::budget::BodyBudget,
+    /// Unauthenticated refusals past the first few, counted (one tally for every agent
+    /// thread); [`crate::refusals`] writes the counts.
+    pub refusals: custody_proxy::tally::RefusalTally,
     /// Held for the process's life: one gateway per data directory.
     _data_lock: std::fs::File,
 }
@@ -242,6 +245,10 @@ impl Gateway {
             config.limits.max_unverified_body_bytes,
             Duration::from_millis(config.limits.unverified_body_wait_ms),
         );
+        let refusals = custody_proxy::tally::RefusalTally::new(
+            crate::refusals::settings(&config.limits),
+            clock.now(),
+        );
         Ok(Arc::new(Self {
             config,
             store,
@@ -257,6 +264,7 @@ impl Gateway {
             agent_url,
             agent_connection_cap,
             unverified_bodies,
+            refusals,
             _data_lock: data_lock,
         }))
     }
@@ -294,6 +302,7 @@ impl Gateway {
             options: ProxyOptions {
                 max_buffered_body: self.config.limits.max_buffered_body,
                 unverified_bodies: self.unverified_bodies.clone(),
+                refusals: self.refusals.clone(),
                 upstream,
             },
         }))
@@ -819,6 +828,8 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     tracing::info!("shutting down: draining connections");
     let _ = shutdown_tx.send(true);
     handles.join().await;
+    // Every refusal is an entry or in a count, also those of the last window.
+    crate::refusals::write_counts(&gateway, &gateway.refusals, true).await;
     gateway.log.close()?;
     tracing::info!("stopped: final checkpoint written");
     Ok(())
@@ -965,12 +976,25 @@ pub async fn start(
         )));
     }
     let sweeper = gateway.clone();
+    let shutdown_for_counts = shutdown.clone();
     let mut stop = shutdown;
     let every = Duration::from_millis(gateway.config.limits.expiry_sweep_ms.max(50));
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => sweeper.sweep_expired().await,
+                _ = stop.changed() => break,
+            }
+        }
+    }));
+    let counter = gateway.clone();
+    let mut stop = shutdown_for_counts;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    crate::refusals::write_counts(&counter, &counter.refusals, false).await;
+                }
                 _ = stop.changed() => break,
             }
         }

@@ -201,6 +201,12 @@ pub struct Limits {
     pub max_unverified_body_bytes: usize,
     /// How long such a body waits for its share before it is refused, in ms.
     pub unverified_body_wait_ms: u64,
+    /// The window unauthenticated refusals are counted over, in ms.
+    pub refusal_window_ms: u64,
+    /// Unauthenticated refusals recorded in full per source, reason and window.
+    pub refusals_recorded_per_source: u32,
+    /// Unauthenticated refusals recorded in full per window, all sources together.
+    pub refusals_recorded_per_window: u32,
 }
 
 fn default_max_ttl() -> u64 {
@@ -340,6 +346,9 @@ impl Default for Limits {
             min_body_rate: 1024,
             max_unverified_body_bytes: 64 << 20,
             unverified_body_wait_ms: 5_000,
+            refusal_window_ms: 10_000,
+            refusals_recorded_per_source: 5,
+            refusals_recorded_per_window: 100,
         }
     }
 }
@@ -430,6 +439,7 @@ impl Config {
             ));
         }
         for (key, ms) in [
+            ("limits.refusal_window_ms", self.limits.refusal_window_ms),
             (
                 "limits.unverified_body_wait_ms",
                 self.limits.unverified_body_wait_ms,

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod refusals;
 pub mod server;
 
 pub use app::run;

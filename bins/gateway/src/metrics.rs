@@ -179,6 +179,11 @@ impl Metrics {
     /// their own, the rest count as `other`: the name is the agent's to choose until the
     /// request is classified, and series are never freed.
     pub fn count_request(&self, allowed: bool, service: Option<&str>) {
+        self.count_requests(allowed, service, 1);
+    }
+
+    /// [`Metrics::count_request`] for `n` requests at once.
+    pub fn count_requests(&self, allowed: bool, service: Option<&str>, n: u64) {
         let service = service.unwrap_or("unknown");
         let pick = usize::from(allowed);
         if let Some(series) = self
@@ -187,7 +192,7 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .get(service)
         {
-            series[pick].inc();
+            series[pick].inc_by(n);
             return;
         }
         let mut by_service = self
@@ -209,7 +214,7 @@ impl Metrics {
                     .clone()
             })
         });
-        series[pick].inc();
+        series[pick].inc_by(n);
     }
 
     /// The OpenMetrics text exposition.

@@ -383,3 +383,116 @@ fn bodies_nobody_has_authenticated_hold_bounded_memory() {
     // The gateway still serves.
     assert_eq!(gw.admin_get("/readyz").0, 200);
 }
+
+/// Read one HTTP response (head and `Content-Length` body) from `s`; its status.
+fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<u16> {
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if pending.len() >= end + 4 + length {
+                let status = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+                pending.drain(..end + 4 + length);
+                return status;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Bytes the log holds: every file in its directory, without a segment's preallocated
+/// zeros.
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+        .map(|b| b.iter().rposition(|&c| c != 0).map_or(0, |i| i as u64 + 1))
+        .sum()
+}
+
+#[test]
+fn an_unsigned_flood_is_counted_not_recorded_one_by_one() {
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replace("[limits]\n", "[limits]\nrefusal_window_ms = 1000\n");
+    });
+    let gw = &mut stack.gateway;
+    let addr: SocketAddr = format!("127.0.0.1:{}", gw.agent_port).parse().unwrap();
+    let before = log_bytes(&gw.log_dir());
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Four connections, each sending unsigned requests one after another as fast as
+    // they are answered.
+    let floods: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0u64;
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut pending = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    s.write_all(b"GET /reports/q1/summary.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .unwrap();
+                    let status = read_response(&mut s, &mut pending).expect("answered");
+                    assert_eq!(status, 400);
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    let answered: u64 = floods.into_iter().map(|t| t.join().unwrap()).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    let written = log_bytes(&gw.log_dir()) - before;
+    // Stopped cleanly: the last window's counts are written too.
+    assert!(gw.terminate().is_some_and(|s| s.success()));
+
+    let entries = gw.entries();
+    let one_by_one = entries
+        .iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
+        .count() as u64;
+    let counts: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "refusals_counted")
+        .collect();
+    let counted: u64 = counts.iter().map(|e| e["counted"].as_u64().unwrap()).sum();
+    eprintln!(
+        "{answered} unsigned requests refused in {seconds:.1} s; {one_by_one} recorded one by one, {counted} in {} counts; log grew {written} bytes ({:.0} bytes/s, {:.0} bytes/s if each were recorded at 560 bytes)",
+        counts.len(),
+        written as f64 / seconds,
+        answered as f64 * 560.0 / seconds
+    );
+    assert!(answered > 200, "the flood ran ({answered})");
+    // Nothing uncounted.
+    assert_eq!(one_by_one + counted, answered);
+    assert!(
+        counts.iter().all(|e| e["source_ip"] == "127.0.0.1"
+            && e["code"] == "IncompleteSignature"
+            && e["example"].as_str().unwrap().contains("not signed")),
+        "{counts:?}"
+    );
+    // Bounded: per 1 s window, five refusals in full and one count (plus the log's own
+    // checkpoints), whatever the rate.
+    assert!(
+        (written as f64 / seconds) < 16_384.0,
+        "{written} bytes in {seconds} s"
+    );
+    let v = gw.verify(&[]);
+    assert_eq!(v.status, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout
+            .contains(&format!("{counted} refusals of unauthenticated requests")),
+        "{}",
+        v.stdout
+    );
+}

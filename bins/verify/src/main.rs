@@ -158,6 +158,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     "checkpoints": report.checkpoints,
                     "sealed_size": report.sealed_size,
                     "decisions_checked": report.decisions_checked,
+                    "refusals_counted": report.refusals_counted,
                     "latest_checkpoint_time": report.latest_checkpoint_time,
                     "failures": report.findings.iter().filter(|f| f.severity == Severity::Failure).count(),
                     "warnings": report.findings.iter().filter(|f| f.severity == Severity::Warning).count(),
@@ -178,6 +179,12 @@ fn run(cli: Cli) -> Result<u8, String> {
                 );
                 if let Some(t) = &report.latest_checkpoint_time {
                     out!(u8::from(failed); "latest checkpoint: {t}");
+                }
+                if report.refusals_counted > 0 {
+                    out!(u8::from(failed);
+                        "{} refusals of unauthenticated requests recorded by number only (refusals_counted entries)",
+                        report.refusals_counted
+                    );
                 }
             }
             Ok(u8::from(failed))

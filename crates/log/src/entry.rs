@@ -66,6 +66,10 @@ pub enum EntryBody {
         /// The new verifier key.
         new_vkey: String,
     },
+    /// Refusals of unauthenticated requests counted instead of recorded one by one: past
+    /// the first few from one source for one reason in a window, only their number is
+    /// kept, so an unauthenticated flood cannot grow the log without bound.
+    RefusalsCounted(RefusalsCounted),
     /// The log was reopened after an unclean stop.
     Recovered {
         /// Segment file whose torn tail was cut (empty if nothing was cut).
@@ -87,6 +91,30 @@ pub enum EntryBody {
 
 fn empty_sha256() -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b""))
+}
+
+/// Refusals from one source for one reason within one window, counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalsCounted {
+    /// The refused client's IP address, or `*` for sources past the per-window cap on
+    /// distinct sources.
+    pub source_ip: String,
+    /// The AWS error code the refusals were answered with (e.g. `SignatureDoesNotMatch`).
+    pub code: String,
+    /// The grant whose access key id the requests named, if they named one.
+    pub grant_id: Option<String>,
+    /// Refusals in the window recorded as their own `request_decision` entries.
+    pub recorded: u64,
+    /// Refusals in the window recorded only here, by number.
+    pub counted: u64,
+    /// The first counted refusal (gateway clock).
+    #[serde(with = "time_format")]
+    pub first: OffsetDateTime,
+    /// The last counted refusal.
+    #[serde(with = "time_format")]
+    pub last: OffsetDateTime,
+    /// The reason the first counted refusal was given (cut at 256 bytes).
+    pub example: String,
 }
 
 /// Grant lifecycle event kinds.
@@ -296,6 +324,7 @@ impl EntryBody {
             EntryBody::RequestOutcome(_) => "request_outcome",
             EntryBody::KeyRotated { .. } => "key_rotated",
             EntryBody::Recovered { .. } => "recovered",
+            EntryBody::RefusalsCounted(_) => "refusals_counted",
         }
     }
 

@@ -17,8 +17,8 @@ mod writer;
 
 pub use ed25519_dalek;
 pub use entry::{
-    EncodeBody, Entry, EntryBody, GrantEvent, GrantEventKind, RequestDecision, RequestDecisionRef,
-    RequestOutcome,
+    EncodeBody, Entry, EntryBody, GrantEvent, GrantEventKind, RefusalsCounted, RequestDecision,
+    RequestDecisionRef, RequestOutcome,
 };
 pub use error::LogError;
 pub use merkle::Hash;

@@ -68,6 +68,7 @@ pub fn select(files: &LogFiles, filter: &Filter) -> Vec<Hit> {
                         || match body {
                             EntryBody::RequestDecision(d) => !d.allowed,
                             EntryBody::Grant(g) => g.event == GrantEventKind::Denied,
+                            EntryBody::RefusalsCounted(_) => true,
                             _ => false,
                         };
                     let everything = filter.identity.is_none() && filter.task.is_none();
@@ -136,6 +137,20 @@ pub fn summary(e: &Entry) -> String {
                 .unwrap_or_default()
         ),
         EntryBody::KeyRotated { new_vkey, .. } => format!("key rotated to {new_vkey}"),
+        EntryBody::RefusalsCounted(r) => format!(
+            "DENY x{} {} from {}{} between {} and {} (and {} recorded one by one): {}",
+            r.counted,
+            r.code,
+            r.source_ip,
+            r.grant_id
+                .as_deref()
+                .map(|g| format!(" under grant {g}"))
+                .unwrap_or_default(),
+            crate::entry::format_time(r.first),
+            crate::entry::format_time(r.last),
+            r.recorded,
+            r.example
+        ),
         EntryBody::Recovered {
             segment,
             cut_bytes,

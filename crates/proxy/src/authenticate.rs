@@ -61,6 +61,7 @@ async fn authenticate<S: Inner>(
     // waits for the body.
     let signing_name = verification.head().service.clone();
     let pending = matches!(verification, Verification::NeedsBody(_));
+    ctx.authenticated = !pending;
     ctx.format = format_for(&signing_name, &parts.headers);
     // What is forwarded must be what is verified and classified: a head the rebuilding
     // for upstream could change the meaning of is refused before any body is read.
@@ -115,6 +116,7 @@ async fn authenticate<S: Inner>(
             Ok(v) => v,
             Err(e) => return Ok(refuse(&shared, ctx, auth_refusal(&e)).await),
         };
+        ctx.authenticated = true;
         if !bytes.is_empty() {
             // The verified hash is the body's digest already; hash again only when the
             // payload mode carried none.

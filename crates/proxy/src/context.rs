@@ -24,6 +24,9 @@ pub struct ProxyOptions {
     pub max_buffered_body: usize,
     /// The memory all bodies whose signature is not yet checked may hold together.
     pub unverified_bodies: crate::budget::BodyBudget,
+    /// Refusals of unauthenticated requests past the first few: counted, not recorded one
+    /// by one (off by default).
+    pub refusals: crate::tally::RefusalTally,
     /// Where requests go.
     pub upstream: UpstreamConfig,
 }
@@ -33,6 +36,7 @@ impl Default for ProxyOptions {
         Self {
             max_buffered_body: 6 << 20,
             unverified_bodies: crate::budget::BodyBudget::default(),
+            refusals: crate::tally::RefusalTally::default(),
             upstream: UpstreamConfig::Aws,
         }
     }
@@ -84,6 +88,10 @@ pub struct RequestCtx {
     pub grant: Option<GrantEntry>,
     /// The verified signature.
     pub verified: Option<Arc<Verified>>,
+    /// The request's signature was checked and is the grant's (the head's, or with the
+    /// body when the signature covers it): refusals from here on are the grant holder's
+    /// and always recorded in full.
+    pub authenticated: bool,
     /// The buffered body, when the request's body was small enough to need buffering.
     pub buffered_body: Option<Bytes>,
     /// Hex SHA-256 of the buffered body.
@@ -121,6 +129,7 @@ impl RequestCtx {
             format: ErrorFormat::QueryXml,
             access_key_id: None,
             grant: None,
+            authenticated: false,
             verified: None,
             buffered_body: None,
             body_sha256: None,

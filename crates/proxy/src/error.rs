@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 /// Why the gateway refused a request, in the terms an AWS SDK understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RefusalKind {
     /// The access key id names no grant.
     UnknownAccessKey,
@@ -34,6 +34,26 @@ pub enum RefusalKind {
     Throttled,
     /// The upstream could not be reached after the decision was recorded.
     BadGateway,
+}
+
+impl RefusalKind {
+    /// A stable name for the class, as the log records it (`UnknownAccessKey`, …).
+    pub fn name(self) -> &'static str {
+        use RefusalKind::*;
+        match self {
+            UnknownAccessKey => "UnknownAccessKey",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            ExpiredToken => "ExpiredToken",
+            IncompleteSignature => "IncompleteSignature",
+            AccessDenied => "AccessDenied",
+            InvalidRequest => "InvalidRequest",
+            NotImplemented => "NotImplemented",
+            ServiceUnavailable => "ServiceUnavailable",
+            Throttled => "Throttled",
+            BadGateway => "BadGateway",
+        }
+    }
 }
 
 /// How the agent's protocol expects errors to look.

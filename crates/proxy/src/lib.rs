@@ -31,6 +31,7 @@ pub mod seams;
 pub mod session_log;
 pub mod stack;
 mod stage;
+pub mod tally;
 pub mod upstream;
 
 pub use context::{ClientAddr, ProxyOptions, Shared};

@@ -99,6 +99,19 @@ async fn record<S: Inner>(
 /// the agent is still refused (with the same answer); the sink's health reports the
 /// failure.
 pub async fn refuse(shared: &Shared, mut ctx: RequestCtx, refusal: Refusal) -> Response<ProxyBody> {
+    // Nobody has proven who sent it: past the first few like it, only counted.
+    if !ctx.authenticated
+        && !shared.options.refusals.admit(
+            ctx.source.ip(),
+            refusal.kind,
+            ctx.grant.as_ref().map(|e| e.grant.id.as_str()),
+            &refusal.message,
+            ctx.received_at,
+        )
+    {
+        tracing::debug!(request_id = %ctx.request_id, reason = %refusal.message, "denied (counted)");
+        return refusal.into_response(ctx.format, &ctx.request_id);
+    }
     let record = decision_record(&mut ctx, false, refusal.message.clone());
     if let Err(e) = shared.sink.record_decision(record).await {
         tracing::error!(error = %e, request_id = %ctx.request_id, "could not record a denial");

@@ -49,7 +49,8 @@ pub(super) struct AllowedRequest {
     pub(super) access: custody_grant::AccessRequest,
 }
 
-pub(super) const KINDS: [&str; 7] = [
+pub(super) const KINDS: [&str; 8] = [
+    "refusals_counted",
     "gateway_started",
     "gateway_stopped",
     "grant",
@@ -94,7 +95,7 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
             return Err(format!("unknown entry kind `{}`", head.kind));
         }
         let full = match head.kind.as_ref() {
-            "grant" | "key_rotated" | "recovered" => {
+            "grant" | "key_rotated" | "recovered" | "refusals_counted" => {
                 Some(Box::new(Entry::decode(line).map_err(|e| e.to_string())?))
             }
             _ => None,
@@ -427,6 +428,10 @@ impl Verifier {
                         e.seq - 1
                     ),
                 );
+            }
+            EntryBody::RefusalsCounted(r) => {
+                self.report.refusals_counted =
+                    self.report.refusals_counted.saturating_add(r.counted);
             }
             EntryBody::KeyRotated { new_vkey, .. } => match parse_vkey(&new_vkey) {
                 Ok(k) => self.rotated_keys.push((e.seq, k)),

@@ -124,6 +124,9 @@ pub struct Report {
     pub sealed_size: u64,
     /// Allowed requests re-evaluated against their grants.
     pub decisions_checked: u64,
+    /// Refusals of unauthenticated requests recorded only by number
+    /// (`refusals_counted` entries).
+    pub refusals_counted: u64,
     /// Time of the newest checkpoint (heartbeats included): how fresh the
     /// log is; a gateway that stopped writing shows here.
     pub latest_checkpoint_time: Option<String>,
