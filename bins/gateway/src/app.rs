@@ -153,6 +153,8 @@ pub struct Gateway {
     /// Unauthenticated refusals past the first few, counted (one tally for every agent
     /// thread); [`crate::refusals`] writes the counts.
     pub refusals: custody_proxy::tally::RefusalTally,
+    /// Request rate limits, shared by every agent thread.
+    rate_limits: custody_proxy::throttle::RateLimits,
     /// Held for the process's life: one gateway per data directory.
     _data_lock: std::fs::File,
 }
@@ -249,6 +251,7 @@ impl Gateway {
             crate::refusals::settings(&config.limits),
             clock.now(),
         );
+        let rate_limits = config.limits.rate_limits();
         Ok(Arc::new(Self {
             config,
             store,
@@ -265,6 +268,7 @@ impl Gateway {
             agent_connection_cap,
             unverified_bodies,
             refusals,
+            rate_limits,
             _data_lock: data_lock,
         }))
     }
@@ -303,6 +307,7 @@ impl Gateway {
                 max_buffered_body: self.config.limits.max_buffered_body,
                 unverified_bodies: self.unverified_bodies.clone(),
                 refusals: self.refusals.clone(),
+                rate_limits: self.rate_limits.clone(),
                 upstream,
             },
         }))

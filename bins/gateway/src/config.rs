@@ -207,6 +207,34 @@ pub struct Limits {
     pub refusals_recorded_per_source: u32,
     /// Unauthenticated refusals recorded in full per window, all sources together.
     pub refusals_recorded_per_window: u32,
+    /// Requests per second one source address may send on average; 0: no limit.
+    pub rate_per_source: f64,
+    /// … and at once; 0: one second's worth.
+    pub burst_per_source: u32,
+    /// Requests per second one grant may make on average; 0: no limit.
+    pub rate_per_grant: f64,
+    /// … and at once; 0: one second's worth.
+    pub burst_per_grant: u32,
+}
+
+impl Limits {
+    /// The request rate limits these settings ask for.
+    pub fn rate_limits(&self) -> custody_proxy::throttle::RateLimits {
+        let rate = |per_second: f64, burst: u32| {
+            (per_second > 0.0).then(|| custody_proxy::throttle::Rate {
+                per_second,
+                burst: if burst == 0 {
+                    per_second.max(1.0)
+                } else {
+                    f64::from(burst)
+                },
+            })
+        };
+        custody_proxy::throttle::RateLimits::new(
+            rate(self.rate_per_source, self.burst_per_source),
+            rate(self.rate_per_grant, self.burst_per_grant),
+        )
+    }
 }
 
 fn default_max_ttl() -> u64 {
@@ -349,6 +377,10 @@ impl Default for Limits {
             refusal_window_ms: 10_000,
             refusals_recorded_per_source: 5,
             refusals_recorded_per_window: 100,
+            rate_per_source: 0.0,
+            burst_per_source: 0,
+            rate_per_grant: 0.0,
+            burst_per_grant: 0,
         }
     }
 }
@@ -437,6 +469,17 @@ impl Config {
                     self.limits.max_buffered_body
                 ),
             ));
+        }
+        for (key, rate) in [
+            ("limits.rate_per_source", self.limits.rate_per_source),
+            ("limits.rate_per_grant", self.limits.rate_per_grant),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(invalid(
+                    key,
+                    "must be a number of requests per second, or 0 for no limit".into(),
+                ));
+            }
         }
         for (key, ms) in [
             ("limits.refusal_window_ms", self.limits.refusal_window_ms),
@@ -638,6 +681,41 @@ mod tests {
             ),
         ] {
             let msg = Config::parse(&format!("[log]\n{toml}\n"), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("c.toml") && msg.contains(key), "{msg}");
+        }
+    }
+
+    #[test]
+    fn hostile_client_limits_are_read_and_bounded() {
+        let d = Config::load(None).unwrap();
+        assert!(d.limits.rate_limits().per_source().is_none());
+        assert!(d.limits.rate_limits().per_grant().is_none());
+        let c = Config::parse(
+            "[limits]\nrate_per_grant = 0.5\nrate_per_source = 200\nburst_per_source = 20\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let r = c.limits.rate_limits();
+        assert_eq!(
+            r.per_grant().map(|r| (r.per_second, r.burst)),
+            Some((0.5, 1.0))
+        );
+        assert_eq!(
+            r.per_source().map(|r| (r.per_second, r.burst)),
+            Some((200.0, 20.0))
+        );
+        for (toml, key) in [
+            ("rate_per_source = -1", "limits.rate_per_source"),
+            ("rate_per_grant = nan", "limits.rate_per_grant"),
+            (
+                "max_unverified_body_bytes = 1024",
+                "limits.max_unverified_body_bytes",
+            ),
+            ("refusal_window_ms = 0", "limits.refusal_window_ms"),
+        ] {
+            let msg = Config::parse(&format!("[limits]\n{toml}\n"), Path::new("c.toml"))
                 .unwrap_err()
                 .to_string();
             assert!(msg.contains("c.toml") && msg.contains(key), "{msg}");

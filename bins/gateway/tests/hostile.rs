@@ -496,3 +496,106 @@ fn an_unsigned_flood_is_counted_not_recorded_one_by_one() {
         v.stdout
     );
 }
+
+#[test]
+fn rate_limits_throttle_per_grant_and_per_source_and_are_recorded() {
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replace(
+            "[limits]\n",
+            "[limits]\nrate_per_grant = 0.2\nburst_per_grant = 3\nrate_per_source = 100\nburst_per_source = 100\n",
+        );
+    });
+    let gw = &mut stack.gateway;
+    let grant = gw.request_reader("agent:x", "t", &[]);
+    let env = gw.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    // Eight calls at once without retries: the burst passes, the rest are throttled in
+    // S3's words; with the SDK's retries, a throttled call gets through.
+    let v = python_json(
+        r#"
+import boto3, json
+from botocore.config import Config
+from botocore.exceptions import ClientError
+s3 = boto3.client("s3", config=Config(retries={"max_attempts": 1}))
+codes = []
+for i in range(8):
+    try:
+        s3.get_object(Bucket="reports", Key="q1/summary.txt")["Body"].read()
+        codes.append("ok")
+    except ClientError as e:
+        codes.append(e.response["Error"]["Code"] + " " + str(e.response["ResponseMetadata"]["HTTPStatusCode"]))
+patient = boto3.client("s3", config=Config(retries={"max_attempts": 10, "mode": "standard"}))
+later = patient.get_object(Bucket="reports", Key="q1/summary.txt")["Body"].read().decode()
+print(json.dumps({"codes": codes, "later": later}))
+"#,
+        &env,
+        gw,
+    );
+    let codes: Vec<&str> = v["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(codes[..3].iter().all(|c| *c == "ok"), "{v}");
+    assert!(
+        codes.iter().filter(|c| **c == "SlowDown 503").count() >= 4,
+        "{v}"
+    );
+    assert_eq!(v["later"], "q1 numbers");
+
+    // A source past its rate: unsigned requests are throttled before anything else.
+    let addr: SocketAddr = format!("127.0.0.1:{}", gw.agent_port).parse().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut pending = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        *statuses
+            .entry(read_response(&mut s, &mut pending).unwrap())
+            .or_insert(0) += 1;
+    }
+    assert!(
+        statuses.get(&400).copied().unwrap_or(0) == 300,
+        "{statuses:?}"
+    );
+    assert!(gw.terminate().is_some_and(|s| s.success()));
+    let entries = gw.entries();
+    let throttled_grant = entries
+        .iter()
+        .filter(|e| {
+            e["kind"] == "request_decision"
+                && e["grant_id"] == grant["id"]
+                && e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("rate exceeded: grant")
+        })
+        .count();
+    assert!(
+        throttled_grant >= 4,
+        "each throttled call of the grant is recorded"
+    );
+    let by_source: u64 = entries
+        .iter()
+        .filter(|e| e["kind"] == "refusals_counted" && e["code"] == "Throttled")
+        .map(|e| e["counted"].as_u64().unwrap())
+        .sum();
+    let source_one_by_one = entries
+        .iter()
+        .filter(|e| {
+            e["kind"] == "request_decision"
+                && e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("rate exceeded: this address")
+        })
+        .count() as u64;
+    assert!(
+        source_one_by_one >= 1,
+        "the first throttled requests in full"
+    );
+    assert!(
+        by_source + source_one_by_one >= 150,
+        "{by_source} counted, {source_one_by_one} in full"
+    );
+}

@@ -41,6 +41,10 @@ async fn authenticate<S: Inner>(
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let now = shared.clock.now();
     let mut ctx = RequestCtx::new(source, now);
+    if !shared.options.rate_limits.source_allows(source.ip()) {
+        ctx.format = early_format(&parts.headers, parts.uri.query());
+        return Ok(refuse(&shared, ctx, throttled("this address")).await);
+    }
 
     let (verification, entry) = match check_head(&shared, &parts, now) {
         Ok(ok) => ok,
@@ -154,8 +158,27 @@ async fn authenticate<S: Inner>(
         ctx.verified = Some(Arc::new(verified));
         body
     };
+    // Only the grant's holder can spend its tokens: checked once the signature is.
+    if let Some(entry) = &ctx.grant
+        && !shared
+            .options
+            .rate_limits
+            .grant_allows(entry.grant.id.as_str())
+    {
+        let who = format!("grant `{}`", entry.grant.id.as_str());
+        return Ok(refuse(&shared, ctx, throttled(&who)).await);
+    }
     parts.extensions.insert(ctx);
     inner.call(Request::from_parts(parts, body)).await
+}
+
+fn throttled(who: &str) -> Refusal {
+    Refusal::new(
+        RefusalKind::Throttled,
+        format!(
+            "rate exceeded: {who} is sending requests faster than this gateway allows; retry with backoff"
+        ),
+    )
 }
 
 /// Verify the head; on failure also return the grant entry if the key named one (so the

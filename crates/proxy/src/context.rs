@@ -27,6 +27,8 @@ pub struct ProxyOptions {
     /// Refusals of unauthenticated requests past the first few: counted, not recorded one
     /// by one (off by default).
     pub refusals: crate::tally::RefusalTally,
+    /// Request rate limits per source and per grant (none by default).
+    pub rate_limits: crate::throttle::RateLimits,
     /// Where requests go.
     pub upstream: UpstreamConfig,
 }
@@ -37,6 +39,7 @@ impl Default for ProxyOptions {
             max_buffered_body: 6 << 20,
             unverified_bodies: crate::budget::BodyBudget::default(),
             refusals: crate::tally::RefusalTally::default(),
+            rate_limits: crate::throttle::RateLimits::default(),
             upstream: UpstreamConfig::Aws,
         }
     }

@@ -32,6 +32,7 @@ pub mod session_log;
 pub mod stack;
 mod stage;
 pub mod tally;
+pub mod throttle;
 pub mod upstream;
 
 pub use context::{ClientAddr, ProxyOptions, Shared};

@@ -99,8 +99,9 @@ async fn record<S: Inner>(
 /// the agent is still refused (with the same answer); the sink's health reports the
 /// failure.
 pub async fn refuse(shared: &Shared, mut ctx: RequestCtx, refusal: Refusal) -> Response<ProxyBody> {
-    // Nobody has proven who sent it: past the first few like it, only counted.
-    if !ctx.authenticated
+    // Nobody has proven who sent it, or it is refused for coming too fast: past the
+    // first few like it, only counted.
+    if (!ctx.authenticated || refusal.kind == crate::error::RefusalKind::Throttled)
         && !shared.options.refusals.admit(
             ctx.source.ip(),
             refusal.kind,
