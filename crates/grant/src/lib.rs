@@ -90,6 +90,7 @@ mod credentials;
 mod decide;
 mod decision;
 mod grant;
+pub mod iam;
 mod scope;
 mod store;
 mod wildcard;

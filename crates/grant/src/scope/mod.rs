@@ -257,6 +257,14 @@ impl Statement {
         &self.conditions
     }
 
+    /// The statement's `Action` patterns as written; `None` for a `NotAction` statement.
+    pub fn action_patterns(&self) -> Option<Vec<&str>> {
+        match &self.actions {
+            Actions::Action(list) => Some(list.iter().map(|p| p.text.as_str()).collect()),
+            Actions::NotAction(_) => None,
+        }
+    }
+
     /// Whether the statement's `Action` (or `NotAction`) part lets `action` through,
     /// whatever the resource and conditions: the matching `Action` pattern as written, or
     /// `NotAction` when `action` is not excluded. For rules about what a scope could
