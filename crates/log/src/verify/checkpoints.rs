@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::entries::Verifier;
-use super::{FindingClass, LogFiles, VerifyOptions};
+use super::{FindingClass, VerifyOptions};
 use crate::merkle::Hash;
 use crate::note::{NoteVerifier, SignedCheckpoint};
 use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
@@ -21,11 +21,12 @@ pub(super) struct FoundCheckpoint {
 impl Verifier {
     pub(super) fn collect_checkpoints(
         &mut self,
-        files: &LogFiles,
+        checkpoints: Option<&[u8]>,
+        latest: Option<&[u8]>,
         opts: &VerifyOptions,
     ) -> Vec<FoundCheckpoint> {
         let mut out = Vec::new();
-        if let Some(data) = &files.checkpoints {
+        if let Some(data) = checkpoints {
             let (lines, tail) = storage::split_lines(data);
             for (i, l) in lines.iter().enumerate() {
                 let line = i as u64 + 1;
@@ -54,7 +55,7 @@ impl Verifier {
                 );
             }
         }
-        if let Some(data) = &files.latest {
+        if let Some(data) = latest {
             match std::str::from_utf8(data) {
                 Ok(note) => self.push_checkpoint(&mut out, LATEST_CHECKPOINT_FILE, 1, note, false),
                 Err(_) => self.fail(

@@ -2,13 +2,13 @@
 //! allowed requests against the grant events logged before them.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{Finding, FindingClass, Report, Severity};
+use super::{Finding, FindingClass, MAX_FINDINGS_PER_CLASS, Report, Severity};
 use crate::entry::{self, Entry, EntryBody, GrantEventKind};
 use crate::merkle::{Hash, leaf_hash};
 use crate::note::{NoteVerifier, parse_vkey};
@@ -71,8 +71,9 @@ pub(super) struct Parsed {
     pub(super) time: OffsetDateTime,
     pub(super) origin_ok: bool,
     pub(super) prev: Hash,
-    /// Grant of a request decision (allowed or not), for budget counting.
-    pub(super) decision_grant: Option<String>,
+    /// Grant and request count of a request decision that reached the budget check
+    /// (it names actions): every such decision used one count of its grant's budget.
+    pub(super) decision_count: Option<(String, u64)>,
     /// Full entry for grant events, key rotations and recoveries.
     pub(super) full: Option<Box<Entry>>,
     /// An allowed request to re-evaluate.
@@ -101,10 +102,11 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
             _ => None,
         };
         let is_decision = head.kind == "request_decision";
-        let decision_grant = if is_decision {
-            head.grant_id.as_deref().map(str::to_owned)
-        } else {
-            None
+        let decision_count = match (&head.grant_id, &head.access) {
+            (Some(g), Some(a)) if is_decision && !g.is_empty() && !a.actions.is_empty() => {
+                Some((g.to_string(), a.requests_so_far))
+            }
+            _ => None,
         };
         let allowed = if is_decision {
             let allowed = head.allowed.ok_or("decision without `allowed`")?;
@@ -131,7 +133,7 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
             None
         };
         Ok(Parsed {
-            decision_grant,
+            decision_count,
             seq: head.seq,
             time,
             origin_ok: head.origin == origin,
@@ -157,12 +159,17 @@ pub(super) struct Verifier {
     /// File and line of the last accepted entry.
     pub(super) prev_line: Option<(Arc<str>, u64, u64)>,
     pub(super) last_time: Option<OffsetDateTime>,
-    /// Sequence numbers skipped over: seq -> (file, line where the gap was seen).
-    pub(super) pending_missing: BTreeMap<u64, (String, u64)>,
-    /// (seq, hash) of accepted entries, in order (seqs increasing).
-    pub(super) accepted: Vec<(u64, Hash)>,
+    /// Runs of sequence numbers skipped over: first -> (end, exclusive; file and line
+    /// where the gap was seen). At most [`MAX_GAPS`]; gaps past that are not tracked.
+    pub(super) pending_missing: BTreeMap<u64, (u64, Arc<str>, u64)>,
+    /// (seq, hash) of the last [`RECENT`] accepted entries, in order (seqs increasing).
+    pub(super) accepted: VecDeque<(u64, Hash)>,
     pub(super) grants: HashMap<String, GrantState>,
-    pub(super) decisions_per_grant: HashMap<String, u64>,
+    /// Per grant: allowed decisions so far, and the request counts its decisions used
+    /// (those below its budget).
+    pub(super) budget_use: HashMap<String, (u64, HashSet<u64>)>,
+    /// Findings per class so far, for the cap.
+    pub(super) per_class: HashMap<FindingClass, u64>,
     pub(super) grant_events: HashMap<u64, String>,
     /// Keys announced by `key_rotated` entries: (seq, verifier).
     pub(super) rotated_keys: Vec<(u64, NoteVerifier)>,
@@ -175,6 +182,11 @@ pub(super) struct Verifier {
     pub(super) latest_checkpoint_at: Option<OffsetDateTime>,
 }
 
+/// Accepted entries remembered to tell a duplicate from an insertion.
+pub(super) const RECENT: usize = 65_536;
+/// Gaps in the sequence tracked at once.
+pub(super) const MAX_GAPS: usize = 65_536;
+
 pub(super) struct Conflict {
     pub(super) seq: u64,
     pub(super) first: (String, u64, Hash),
@@ -182,6 +194,27 @@ pub(super) struct Conflict {
 }
 
 impl Verifier {
+    pub(super) fn new(origin: String) -> Self {
+        Self {
+            origin,
+            report: Report::default(),
+            expected_seq: 0,
+            prev: Hash::default(),
+            prev_line: None,
+            last_time: None,
+            pending_missing: BTreeMap::new(),
+            accepted: VecDeque::new(),
+            grants: HashMap::new(),
+            budget_use: HashMap::new(),
+            per_class: HashMap::new(),
+            grant_events: HashMap::new(),
+            rotated_keys: Vec::new(),
+            conflict: None,
+            max_checkpoint_size: 0,
+            latest_checkpoint_at: None,
+        }
+    }
+
     pub(super) fn fail(
         &mut self,
         class: FindingClass,
@@ -190,14 +223,7 @@ impl Verifier {
         seq: Option<u64>,
         message: String,
     ) {
-        self.report.findings.push(Finding {
-            class,
-            severity: Severity::Failure,
-            file: file.to_owned(),
-            line,
-            seq,
-            message,
-        });
+        self.push(class, Severity::Failure, file, line, seq, message);
     }
 
     pub(super) fn warn(
@@ -208,11 +234,51 @@ impl Verifier {
         seq: Option<u64>,
         message: String,
     ) {
+        self.push(class, Severity::Warning, file, line, seq, message);
+    }
+
+    /// Record a finding: a run of one class on consecutive lines becomes one finding, and
+    /// past [`MAX_FINDINGS_PER_CLASS`] of a class they are only counted, so a crafted log
+    /// cannot make the report (or the verifier's memory) as large as itself.
+    fn push(
+        &mut self,
+        class: FindingClass,
+        severity: Severity,
+        file: &str,
+        line: u64,
+        seq: Option<u64>,
+        message: String,
+    ) {
+        if let Some(last) = self.report.findings.last_mut()
+            && last.class == class
+            && last.severity == severity
+            && line > 0
+            && last.file == file
+            && line == last.through_line.unwrap_or(last.line) + 1
+        {
+            last.through_line = Some(line);
+            last.count += 1;
+            return;
+        }
+        let n = self.per_class.entry(class).or_insert(0);
+        *n += 1;
+        if *n > MAX_FINDINGS_PER_CLASS {
+            let e = self
+                .report
+                .suppressed
+                .entry(class)
+                .or_insert((severity, 0));
+            e.0 = e.0.min(severity);
+            e.1 += 1;
+            return;
+        }
         self.report.findings.push(Finding {
             class,
-            severity: Severity::Warning,
+            severity,
             file: file.to_owned(),
             line,
+            through_line: None,
+            count: 1,
             seq,
             message,
         });
@@ -273,7 +339,7 @@ impl Verifier {
                 // The chain continues from the second; adopt it.
                 self.prev = c.second.2;
                 self.prev_line = Some((c.second.0.as_str().into(), c.second.1, c.seq));
-                if let Some(last) = self.accepted.last_mut() {
+                if let Some(last) = self.accepted.back_mut() {
                     last.1 = c.second.2;
                 }
             }
@@ -303,11 +369,13 @@ impl Verifier {
             }
             self.accept(file, line, &rec.hash, p);
         } else if p.seq > self.expected_seq {
-            for s in self.expected_seq..p.seq.min(self.expected_seq.saturating_add(10_000)) {
-                self.pending_missing.insert(s, (file.to_string(), line));
+            // One run, however long: a gap costs the same memory at any size.
+            if self.pending_missing.len() < MAX_GAPS {
+                self.pending_missing
+                    .insert(self.expected_seq, (p.seq, Arc::clone(file), line));
             }
             self.accept(file, line, &rec.hash, p);
-        } else if self.pending_missing.remove(&p.seq).is_some() {
+        } else if self.take_missing(p.seq) {
             self.fail(
                 FindingClass::ReorderedEntry,
                 file,
@@ -374,7 +442,12 @@ impl Verifier {
         self.expected_seq = p.seq.saturating_add(1);
         self.prev = *hash;
         self.prev_line = Some((Arc::clone(file), line, p.seq));
-        self.accepted.push((p.seq, *hash));
+        self.accepted.push_back((p.seq, *hash));
+        if self.accepted.len() > RECENT {
+            self.accepted.pop_front();
+        }
+        let (seq, decision_count) = (p.seq, p.decision_count);
+        let allowed = p.allowed.is_some();
         if let Some(full) = p.full {
             self.semantic(file, line, *full);
         }
@@ -390,9 +463,72 @@ impl Verifier {
                 );
             }
         }
-        // Every decision counts against the grant's budget, allowed or not.
-        if let Some(g) = p.decision_grant {
-            *self.decisions_per_grant.entry(g).or_insert(0) += 1;
+        if let Some((g, count)) = decision_count {
+            self.note_budget_use(file, line, seq, g, count, allowed);
+        }
+    }
+
+    /// Whether `seq` was in a gap (it is no longer); an entry that fills a gap came
+    /// out of order.
+    fn take_missing(&mut self, seq: u64) -> bool {
+        let Some((&start, &(end, ref file, line))) = self.pending_missing.range(..=seq).next_back()
+        else {
+            return false;
+        };
+        if seq >= end {
+            return false;
+        }
+        let file = Arc::clone(file);
+        self.pending_missing.remove(&start);
+        if start < seq {
+            self.pending_missing
+                .insert(start, (seq, Arc::clone(&file), line));
+        }
+        if seq + 1 < end {
+            self.pending_missing.insert(seq + 1, (end, file, line));
+        }
+        true
+    }
+
+    /// A decision that reached the budget check used one request count of its grant.
+    /// The gateway hands each count out once, whatever order concurrent decisions reach
+    /// the log in; two decisions with one count below the budget mean the budget was
+    /// spent twice, or an entry was edited.
+    fn note_budget_use(
+        &mut self,
+        file: &str,
+        line: u64,
+        seq: u64,
+        grant: String,
+        count: u64,
+        allowed: bool,
+    ) {
+        let budget = self
+            .grants
+            .get(&grant)
+            .and_then(|s| s.grant.as_ref())
+            .and_then(|g| g.request_budget);
+        let use_ = self.budget_use.entry(grant).or_default();
+        if allowed {
+            use_.0 += 1;
+        }
+        let Some(budget) = budget else { return };
+        if count < budget && !use_.1.insert(count) {
+            let grant = self
+                .budget_use
+                .iter()
+                .find(|(_, u)| u.1.contains(&count))
+                .map(|(g, _)| g.clone())
+                .unwrap_or_default();
+            self.fail(
+                FindingClass::BudgetReused,
+                file,
+                line,
+                Some(seq),
+                format!(
+                    "request count {count} of grant `{grant}` (budget {budget}) was already used by an earlier decision"
+                ),
+            );
         }
     }
 
@@ -496,9 +632,13 @@ impl Verifier {
         let mut g = grant.clone();
         g.status = status;
         let mut access = d.access.clone();
-        // Count earlier decisions ourselves; never trust a lower figure.
-        let counted = self.decisions_per_grant.get(id).copied().unwrap_or(0);
-        access.requests_so_far = access.requests_so_far.max(counted);
+        // The gateway allowed at most `budget` requests in all, so however concurrent
+        // decisions were ordered in the log, fewer than `budget` allowed ones come
+        // before any allowed one: never trust a lower figure than that count. (Counting
+        // every earlier decision instead raised false alarms: a denial whose count came
+        // later can reach the log first.)
+        let allowed_before = self.budget_use.get(id).map_or(0, |u| u.0);
+        access.requests_so_far = access.requests_so_far.max(allowed_before);
         let decision = custody_grant::decide(&g, &access, at);
         if decision.allowed {
             None
@@ -523,14 +663,17 @@ impl Verifier {
             );
         }
         let missing = std::mem::take(&mut self.pending_missing);
-        for (seq, (file, line)) in missing {
-            self.fail(
-                FindingClass::MissingEntry,
-                &file,
-                line,
-                Some(seq),
-                format!("seq {seq} is missing before this entry"),
-            );
+        for (first, (end, file, line)) in missing {
+            let message = if end - first == 1 {
+                format!("seq {first} is missing before this entry")
+            } else {
+                format!(
+                    "seqs {first}..={} ({} entries) are missing before this entry",
+                    end - 1,
+                    end - first
+                )
+            };
+            self.fail(FindingClass::MissingEntry, &file, line, Some(first), message);
         }
     }
 }

@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +93,9 @@ pub enum FindingClass {
     Empty,
     /// The latest checkpoint is older than the verifier was told to accept.
     Stale,
+    /// Two decisions of one grant carry the same request count below its budget: the
+    /// budget was spent twice, or an entry was edited.
+    BudgetReused,
     /// Entries written before a crash were sealed only after the restart (the
     /// `recovered` entry names them): not proven unedited.
     SealedLate,
@@ -107,11 +112,29 @@ pub struct Finding {
     pub file: String,
     /// 1-based line number (0 when the finding is about the whole file).
     pub line: u64,
+    /// The last line of a run of findings of this class on consecutive lines (one
+    /// finding stands for the run; `message` is the first one's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through_line: Option<u64>,
+    /// How many findings this one stands for (1 unless it is a run).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u64,
     /// Sequence number concerned, when known.
     pub seq: Option<u64>,
     /// What is wrong.
     pub message: String,
 }
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
+}
+
+/// Findings kept per class; past this, only counted ([`Report::suppressed`]).
+pub const MAX_FINDINGS_PER_CLASS: u64 = 100;
 
 /// The result of a verification run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -130,8 +153,12 @@ pub struct Report {
     /// Time of the newest checkpoint (heartbeats included): how fresh the
     /// log is; a gateway that stopped writing shows here.
     pub latest_checkpoint_time: Option<String>,
-    /// Everything found, in file order.
+    /// Everything found, in file order (runs on consecutive lines coalesced, at most
+    /// [`MAX_FINDINGS_PER_CLASS`] per class).
     pub findings: Vec<Finding>,
+    /// Findings past [`MAX_FINDINGS_PER_CLASS`] of a class: counted, not kept.
+    #[serde(default)]
+    pub suppressed: BTreeMap<FindingClass, (Severity, u64)>,
 }
 
 /// Why verification could not run.
@@ -144,6 +171,15 @@ pub enum VerifyError {
         path: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A log file is not a regular file in the log directory (a FIFO, a device, a link
+    /// elsewhere): not read.
+    #[error("refusing to read `{path}`: {why}")]
+    NotRegular {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        why: String,
     },
     /// The directory holds no log segments.
     #[error("no log segments in `{0}`")]
@@ -160,14 +196,24 @@ impl Report {
     pub fn failed(&self, strict: bool) -> bool {
         self.findings
             .iter()
-            .any(|f| f.severity == Severity::Failure || strict)
+            .map(|f| f.severity)
+            .chain(self.suppressed.values().map(|(s, _)| *s))
+            .any(|s| s == Severity::Failure || strict)
     }
 
-    /// Has a finding of `class` at `file`:`line`.
+    /// Has a finding of `class` at `file`:`line` (or a run that covers it).
     pub fn has(&self, class: FindingClass, file: &str, line: u64) -> bool {
-        self.findings
-            .iter()
-            .any(|f| f.class == class && f.file == file && f.line == line)
+        self.findings.iter().any(|f| {
+            f.class == class
+                && f.file == file
+                && (f.line..=f.through_line.unwrap_or(f.line)).contains(&line)
+        })
+    }
+
+    /// Findings of every kind, counting runs and suppressed ones.
+    pub fn finding_count(&self) -> u64 {
+        self.findings.iter().map(|f| f.count).sum::<u64>()
+            + self.suppressed.values().map(|(_, n)| n).sum::<u64>()
     }
 
     /// Classes present.
@@ -187,6 +233,9 @@ impl fmt::Display for Finding {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         write!(f, "{sev} {class} {}:{}", self.file, self.line)?;
+        if let Some(through) = self.through_line {
+            write!(f, "-{through} ({} findings, the first:)", self.count)?;
+        }
         if let Some(s) = self.seq {
             write!(f, " seq {s}")?;
         }
@@ -217,14 +266,35 @@ pub struct LogFiles {
     pub latest: Option<Vec<u8>>,
 }
 
-/// Reads a log directory.
+/// Reads a log directory into memory (for queries and tests; [`verify_dir`] streams).
 pub fn read_dir(dir: &Path) -> Result<LogFiles, VerifyError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| VerifyError::Read {
-            path: p.display().to_string(),
-            source,
-        })
+    let opened = open_dir(dir)?;
+    let mut files = LogFiles {
+        checkpoints: opened.checkpoints,
+        latest: opened.latest,
+        ..LogFiles::default()
     };
+    for (name, path, mut file) in opened.segments {
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(|source| VerifyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        data.truncate(storage::trim_padding(&data).len());
+        files.segments.push((name, data));
+    }
+    Ok(files)
+}
+
+/// A log directory's files, opened: segments as regular files to stream, the checkpoint
+/// files read.
+struct Opened {
+    segments: Vec<(String, PathBuf, std::fs::File)>,
+    checkpoints: Option<Vec<u8>>,
+    latest: Option<Vec<u8>>,
+}
+
+fn open_dir(dir: &Path) -> Result<Opened, VerifyError> {
     let segs = storage::list_segments(dir).map_err(|source| VerifyError::Read {
         path: dir.display().to_string(),
         source,
@@ -232,140 +302,250 @@ pub fn read_dir(dir: &Path) -> Result<LogFiles, VerifyError> {
     if segs.is_empty() {
         return Err(VerifyError::NoSegments(dir.display().to_string()));
     }
-    let mut files = LogFiles::default();
+    let mut segments = Vec::new();
     for (i, p) in segs {
-        let mut data = read(&p)?;
-        data.truncate(storage::trim_padding(&data).len());
-        files.segments.push((storage::segment_name(i), data));
+        let file = open_regular(dir, &p)?;
+        segments.push((storage::segment_name(i), p, file));
     }
-    let ck = dir.join(CHECKPOINTS_FILE);
-    if ck.exists() {
-        files.checkpoints = Some(read(&ck)?);
-    }
-    let latest = dir.join(LATEST_CHECKPOINT_FILE);
-    if latest.exists() {
-        files.latest = Some(read(&latest)?);
-    }
-    Ok(files)
+    let read_small = |name: &str| -> Result<Option<Vec<u8>>, VerifyError> {
+        let p = dir.join(name);
+        if std::fs::symlink_metadata(&p).is_err() {
+            return Ok(None);
+        }
+        let mut data = Vec::new();
+        open_regular(dir, &p)?
+            .read_to_end(&mut data)
+            .map_err(|source| VerifyError::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+        Ok(Some(data))
+    };
+    Ok(Opened {
+        segments,
+        checkpoints: read_small(CHECKPOINTS_FILE)?,
+        latest: read_small(LATEST_CHECKPOINT_FILE)?,
+    })
 }
 
-/// Reads and verifies a log directory.
+/// Opens `path` for reading only if it is a regular file in `dir` (a link to one in `dir`
+/// is followed): never a FIFO (which would hang the reader), a device (`/dev/zero` never
+/// ends) or a file elsewhere. Opened without blocking, then checked on the open file, so
+/// nothing can be swapped in between.
+fn open_regular(dir: &Path, path: &Path) -> Result<std::fs::File, VerifyError> {
+    let refuse = |why: String| VerifyError::NotRegular {
+        path: path.display().to_string(),
+        why,
+    };
+    let read_err = |source| VerifyError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(read_err)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::canonicalize(path).map_err(read_err)?;
+        let home = std::fs::canonicalize(dir).map_err(read_err)?;
+        if target.parent() != Some(home.as_path()) {
+            return Err(refuse(format!(
+                "a link to `{}`, outside the log directory",
+                target.display()
+            )));
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(read_err)?;
+    let kind = file.metadata().map_err(read_err)?.file_type();
+    if !kind.is_file() {
+        return Err(refuse(format!("not a regular file ({kind:?})")));
+    }
+    Ok(file)
+}
+
+/// Reads and verifies a log directory, streaming the segments: memory stays bounded by
+/// the chunks in flight, the tree frontier and per-grant state, whatever the log's size.
 pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<Report, VerifyError> {
-    let files = read_dir(dir)?;
-    verify_files(&files, opts)
+    let opened = open_dir(dir)?;
+    let inputs = opened
+        .segments
+        .into_iter()
+        .map(|(name, _, file)| Input {
+            name: name.as_str().into(),
+            read: Box::new(file),
+        })
+        .collect();
+    verify_inputs(
+        inputs,
+        opened.checkpoints.as_deref(),
+        opened.latest.as_deref(),
+        opts,
+    )
 }
 
 // === The verifier ===
 
 mod checkpoints;
 mod entries;
+mod lines;
 
 use entries::{Rec, Verifier, parse_line};
 
+/// One segment to verify: its name and its bytes as a stream.
+struct Input<'a> {
+    name: Arc<str>,
+    read: Box<dyn Read + Send + 'a>,
+}
+
 /// Verifies the files of a log against `opts`.
 pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, VerifyError> {
+    let inputs = files
+        .segments
+        .iter()
+        .map(|(name, data)| Input {
+            name: name.as_str().into(),
+            read: Box::new(&data[..]),
+        })
+        .collect();
+    verify_inputs(
+        inputs,
+        files.checkpoints.as_deref(),
+        files.latest.as_deref(),
+        opts,
+    )
+}
+
+/// Parser threads: two, ahead of the thread doing the order-dependent checks (the
+/// machine this is tuned on has two cores; the reader mostly waits on the page cache).
+const WORKERS: usize = 2;
+
+/// What a parser hands on for one chunk.
+struct Parsed {
+    seg: usize,
+    first: u64,
+    end: Option<u64>,
+    recs: Vec<Rec>,
+}
+
+fn parse_chunk(c: lines::Chunk, origin: &str) -> Parsed {
+    let recs = c
+        .lines
+        .iter()
+        .map(|l| match l {
+            lines::Line::Kept(s, e) => parse_line(c.bytes(*s, *e), origin),
+            lines::Line::TooLong(n, hash) => Rec {
+                hash: *hash,
+                parsed: Err(format!(
+                    "line of {n} bytes exceeds the entry limit of {} bytes (not read whole)",
+                    crate::entry::MAX_ENTRY_BYTES
+                )),
+            },
+        })
+        .collect();
+    Parsed {
+        seg: c.seg,
+        first: c.first,
+        end: c.end,
+        recs,
+    }
+}
+
+fn verify_inputs(
+    inputs: Vec<Input<'_>>,
+    checkpoints: Option<&[u8]>,
+    latest: Option<&[u8]>,
+    opts: &VerifyOptions,
+) -> Result<Report, VerifyError> {
     let origin = match (&opts.origin, opts.keys.first()) {
         (Some(o), _) => o.clone(),
         (None, Some(k)) => k.name.clone(),
         (None, None) => return Err(VerifyError::NoKey),
     };
-    let mut v = Verifier {
-        origin,
-        report: Report::default(),
-        expected_seq: 0,
-        prev: Hash::default(),
-        prev_line: None,
-        last_time: None,
-        pending_missing: BTreeMap::new(),
-        accepted: Vec::new(),
-        grants: HashMap::new(),
-        decisions_per_grant: HashMap::new(),
-        grant_events: HashMap::new(),
-        rotated_keys: Vec::new(),
-        conflict: None,
-        max_checkpoint_size: 0,
-        latest_checkpoint_at: None,
-    };
+    let mut v = Verifier::new(origin.clone());
 
     // Checkpoints first, unverified, to know which tree sizes need a root.
-    let mut cps = v.collect_checkpoints(files, opts);
+    let mut cps = v.collect_checkpoints(checkpoints, latest, opts);
     let wanted: BTreeSet<u64> = cps.iter().map(|c| c.signed.checkpoint.size).collect();
 
-    // Entries.
+    // Entries, streamed: a reader cuts chunks of lines, parsers hash and decode them,
+    // this thread does the checks that depend on order.
     let mut tree = CompactTree::new();
     let mut roots: HashMap<u64, Hash> = HashMap::new();
     if wanted.contains(&0) {
         roots.insert(0, tree.root());
     }
-    let mut torn: Option<(String, u64, usize, bool)> = None;
-    let nseg = files.segments.len();
-    let split: Vec<(Vec<&[u8]>, &[u8])> = files
-        .segments
-        .iter()
-        .map(|(_, data)| storage::split_lines(data))
-        .collect();
-    // Chunks in log order: (segment, first line index, lines).
-    const CHUNK: usize = 4096;
-    let chunks: Vec<(usize, usize, &[&[u8]])> = split
-        .iter()
-        .enumerate()
-        .flat_map(|(si, (lines, _))| {
-            lines
-                .chunks(CHUNK)
-                .enumerate()
-                .map(move |(ci, c)| (si, ci * CHUNK, c))
-        })
-        .collect();
-    let origin = v.origin.clone();
-    // Shared names: the verifier keeps the last entry's location per line.
-    let names: Vec<std::sync::Arc<str>> = files
-        .segments
-        .iter()
-        .map(|(n, _)| n.as_str().into())
-        .collect();
-    std::thread::scope(|s| {
-        // Two parsers (hashing + JSON) run ahead of this thread, which does
-        // the order-dependent checks: a pipeline over the 2 cores.
-        const WORKERS: usize = 2;
-        let mut rxs = Vec::new();
-        for w in 0..WORKERS {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Rec>>(2);
-            let (chunks, origin) = (&chunks, &origin);
+    let names: Vec<Arc<str>> = inputs.iter().map(|i| Arc::clone(&i.name)).collect();
+    let nseg = names.len();
+    let mut seg_lines = vec![0u64; nseg];
+    let mut torn: Option<(Arc<str>, u64, u64, bool)> = None;
+    let read_result = std::thread::scope(|s| {
+        let mut work_txs = Vec::new();
+        let mut result_rxs = Vec::new();
+        for _ in 0..WORKERS {
+            let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<lines::Chunk>(1);
+            let (result_tx, result_rx) = std::sync::mpsc::sync_channel::<Parsed>(1);
+            let origin = &origin;
             s.spawn(move || {
-                for (_, _, c) in chunks.iter().skip(w).step_by(WORKERS) {
-                    let recs = c.iter().map(|l| parse_line(l, origin)).collect();
-                    if tx.send(recs).is_err() {
+                for chunk in work_rx {
+                    if result_tx.send(parse_chunk(chunk, origin)).is_err() {
                         return;
                     }
                 }
             });
-            rxs.push(rx);
+            work_txs.push(work_tx);
+            result_rxs.push(result_rx);
         }
-        for (k, (si, first, c)) in chunks.iter().enumerate() {
-            // A worker cannot panic on input (parse_line does not); if one
-            // did, parse its chunk here rather than lose lines.
-            let recs = rxs[k % WORKERS]
-                .recv()
-                .unwrap_or_else(|_| c.iter().map(|l| parse_line(l, &origin)).collect());
-            let name = &names[*si];
-            for (i, rec) in recs.into_iter().enumerate() {
+        let reader = s.spawn(move || {
+            let mut k = 0usize;
+            for (i, input) in inputs.into_iter().enumerate() {
+                let mut emit = |c: lines::Chunk| {
+                    let sent = work_txs[k % WORKERS].send(c).is_ok();
+                    k += 1;
+                    sent
+                };
+                match lines::read_segment(i, input.read, &mut emit) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(()),
+                    Err(e) => return Err((input.name, e)),
+                }
+            }
+            Ok(())
+        });
+        // Chunk k went to parser k % WORKERS; when that parser's results end, so do
+        // the chunks.
+        let mut k = 0usize;
+        while let Ok(p) = result_rxs[k % WORKERS].recv() {
+            k += 1;
+            let name = &names[p.seg];
+            let n = p.recs.len() as u64;
+            for (i, rec) in p.recs.into_iter().enumerate() {
                 tree.push(rec.hash);
                 if wanted.contains(&tree.size()) {
                     roots.insert(tree.size(), tree.root());
                 }
-                v.line(name, (first + i) as u64 + 1, rec);
+                v.line(name, p.first + i as u64 + 1, rec);
+            }
+            seg_lines[p.seg] = p.first + n;
+            if let Some(tail) = p.end.filter(|t| *t > 0) {
+                torn = Some((
+                    Arc::clone(name),
+                    p.first + n + 1,
+                    tail,
+                    p.seg + 1 == nseg,
+                ));
             }
         }
+        reader.join().unwrap_or(Ok(()))
     });
-    for (si, ((name, _), (lines, tail))) in files.segments.iter().zip(&split).enumerate() {
-        if !tail.is_empty() {
-            torn = Some((
-                name.clone(),
-                lines.len() as u64 + 1,
-                tail.len(),
-                si + 1 == nseg,
-            ));
-        }
+    if let Err((name, source)) = read_result {
+        return Err(VerifyError::Read {
+            path: name.to_string(),
+            source,
+        });
     }
     v.finish_entries();
     let entries = tree.size();
@@ -395,7 +575,7 @@ pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, Ve
     }
     if entries > sealed {
         // Locate the first unsealed entry.
-        let (file, line) = locate(files, sealed);
+        let (file, line) = locate(&names, &seg_lines, sealed);
         v.warn(
             FindingClass::UnsealedTail,
             &file,
@@ -447,20 +627,17 @@ pub fn verify_files(files: &LogFiles, opts: &VerifyOptions) -> Result<Report, Ve
     Ok(v.report)
 }
 
-/// File and line of leaf `index`.
-fn locate(files: &LogFiles, index: u64) -> (String, u64) {
+/// File and line of leaf `index`, from the complete lines of each segment.
+fn locate(names: &[Arc<str>], seg_lines: &[u64], index: u64) -> (String, u64) {
     let mut remaining = index;
-    for (name, data) in &files.segments {
-        let n = data.iter().filter(|b| **b == b'\n').count() as u64;
-        if remaining < n {
-            return (name.clone(), remaining + 1);
+    for (name, n) in names.iter().zip(seg_lines) {
+        if remaining < *n {
+            return (name.to_string(), remaining + 1);
         }
         remaining -= n;
     }
-    let last = files
-        .segments
-        .last()
-        .map(|(n, _)| n.clone())
-        .unwrap_or_default();
-    (last, 0)
+    (
+        names.last().map(|n| n.to_string()).unwrap_or_default(),
+        0,
+    )
 }
