@@ -160,13 +160,24 @@ fn run(cli: Cli) -> Result<u8, String> {
                     "decisions_checked": report.decisions_checked,
                     "refusals_counted": report.refusals_counted,
                     "latest_checkpoint_time": report.latest_checkpoint_time,
-                    "failures": report.findings.iter().filter(|f| f.severity == Severity::Failure).count(),
-                    "warnings": report.findings.iter().filter(|f| f.severity == Severity::Warning).count(),
+                    "failures": report.findings.iter().filter(|f| f.severity == Severity::Failure).map(|f| f.count).sum::<u64>()
+                        + report.suppressed.values().filter(|(s, _)| *s == Severity::Failure).map(|(_, n)| n).sum::<u64>(),
+                    "warnings": report.findings.iter().filter(|f| f.severity == Severity::Warning).map(|f| f.count).sum::<u64>()
+                        + report.suppressed.values().filter(|(s, _)| *s == Severity::Warning).map(|(_, n)| n).sum::<u64>(),
+                    "not_listed": report.suppressed.iter().map(|(c, (_, n))| (c.name(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
                 });
                 out!(u8::from(failed); "{summary}");
             } else {
                 for f in &report.findings {
                     out!(u8::from(failed); "{f}");
+                }
+                for (class, (severity, n)) in &report.suppressed {
+                    let sev = if *severity == Severity::Failure { "FAIL" } else { "WARN" };
+                    out!(u8::from(failed);
+                        "{sev} {}: {n} more findings of this class not listed (the first {} are)",
+                        class.name(),
+                        verify::MAX_FINDINGS_PER_CLASS
+                    );
                 }
                 out!(u8::from(failed);
                     "{}: {} entries, {} checkpoints, sealed through {}, {} allowed requests re-evaluated, {} findings",
@@ -175,7 +186,7 @@ fn run(cli: Cli) -> Result<u8, String> {
                     report.checkpoints,
                     report.sealed_size,
                     report.decisions_checked,
-                    report.findings.len()
+                    report.finding_count()
                 );
                 if let Some(t) = &report.latest_checkpoint_time {
                     out!(u8::from(failed); "latest checkpoint: {t}");

@@ -1,7 +1,7 @@
 //! Reading segments as a stream of line chunks, with bounded memory.
 //!
 //! A segment is read in blocks and cut into lines; lines are packed into chunks of about
-//! [`CHUNK_BYTES`] that the parser threads take in turn. A line longer than the entry
+//! [`CHUNK_BYTES`] or [`CHUNK_LINES`] that the parser threads take in turn. A line longer than the entry
 //! bound is not kept: its length is counted and its leaf hash computed as it streams by,
 //! so a 256 MiB line (or a segment of NULs with one byte after them) costs no more memory
 //! than a short one. NUL bytes that run to the end of a segment are the writer's
@@ -15,8 +15,10 @@ use sha2::{Digest, Sha256};
 use crate::entry::MAX_ENTRY_BYTES;
 use crate::merkle::Hash;
 
-/// A chunk is handed on once it holds this many bytes of lines.
+/// A chunk is handed on once it holds this many bytes of lines…
 pub(super) const CHUNK_BYTES: usize = 1 << 20;
+/// …or this many lines (each line costs a record in the parsers, however short it is).
+pub(super) const CHUNK_LINES: usize = 4096;
 /// How much is read from a file at once.
 const BLOCK: usize = 256 << 10;
 
@@ -110,7 +112,7 @@ pub(super) fn read_segment(
                     append(&mut chunk, &mut cur, &b[..i]);
                     end_line(&mut chunk, &mut cur);
                     b = &b[i + 1..];
-                    if chunk.buf.len() >= CHUNK_BYTES {
+                    if chunk.buf.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES {
                         let next = Chunk::new(seg, chunk.first + chunk.lines.len() as u64);
                         if !emit(std::mem::replace(&mut chunk, next)) {
                             return Ok(false);
