@@ -308,6 +308,12 @@ impl Gateway {
                 unverified_bodies: self.unverified_bodies.clone(),
                 refusals: self.refusals.clone(),
                 rate_limits: self.rate_limits.clone(),
+                observer: {
+                    let metrics = self.metrics.clone();
+                    custody_proxy::tally::RefusalObserver::new(move |kind, full| {
+                        metrics.count_refusal(kind.name(), full);
+                    })
+                },
                 upstream,
             },
         }))

@@ -29,6 +29,15 @@ pub struct ListenerLabels {
     pub listener: String,
 }
 
+/// Labels for refusals.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The refusal class (`Throttled`, `SignatureDoesNotMatch`, …).
+    pub code: String,
+    /// `full` (its own log entry) or `counted` (in a `refusals_counted` entry).
+    pub recorded: String,
+}
+
 /// Labels for broker calls.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
@@ -82,6 +91,8 @@ pub struct Metrics {
     pub connection_limit_waits_agent: Counter,
     /// … on the admin listener (`{listener="admin"}`).
     pub connection_limit_waits_admin: Counter,
+    /// Refusals by class and how they were recorded.
+    pub refusals: Family<RefusalLabels, Counter>,
 }
 
 impl Metrics {
@@ -157,7 +168,14 @@ impl Metrics {
             "Awaited log appends (decision entries) made durable, by who wrote and synced them: `inline` on the request's own agent thread, or the log's `committer` thread",
             log_commits.clone(),
         );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests the gateway refused, by class (`Throttled` for rate limits and the unverified-body budget) and whether each was recorded in `full` or `counted` (limits.refusals_recorded_per_*)",
+            refusals.clone(),
+        );
         Self {
+            refusals,
             registry: Mutex::new(registry),
             requests,
             requests_by_service: RwLock::default(),
@@ -215,6 +233,16 @@ impl Metrics {
             })
         });
         series[pick].inc_by(n);
+    }
+
+    /// Counts a refusal in `custody_refusals_total{code, recorded}`.
+    pub fn count_refusal(&self, code: &str, recorded_in_full: bool) {
+        self.refusals
+            .get_or_create(&RefusalLabels {
+                code: code.to_owned(),
+                recorded: if recorded_in_full { "full" } else { "counted" }.to_owned(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -453,6 +453,14 @@ fn an_unsigned_flood_is_counted_not_recorded_one_by_one() {
     let answered: u64 = floods.into_iter().map(|t| t.join().unwrap()).sum();
     let seconds = started.elapsed().as_secs_f64();
     let written = log_bytes(&gw.log_dir()) - before;
+    // The metric counts them as they happen.
+    let series = |recorded: &str| {
+        gw.metric(&format!(
+            r#"custody_refusals_total{{code="IncompleteSignature",recorded="{recorded}"}}"#
+        ))
+    };
+    assert_eq!(series("full") + series("counted"), answered);
+    assert!(series("counted") > series("full"));
     // Stopped cleanly: the last window's counts are written too.
     assert!(gw.terminate().is_some_and(|s| s.success()));
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use custody_log::consistency;
 use custody_log::note::{NoteVerifier, parse_vkey};
 use custody_log::query::{self, Filter};
 use custody_log::receipt::{self, Receipt};
@@ -96,6 +97,26 @@ enum Cmd {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Prove from the log that a checkpoint you kept is consistent with the log's newest
+    /// checkpoint (or with `--new`): RFC 9162 consistency proof, as JSON.
+    Consistency {
+        /// The log directory.
+        log_dir: PathBuf,
+        /// The older signed checkpoint note (a file).
+        old: PathBuf,
+        /// The newer signed checkpoint note; default: the newest in the log.
+        #[arg(long)]
+        new: Option<PathBuf>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Check a consistency proof without the log.
+    CheckConsistency {
+        /// The proof (JSON, as `consistency` prints it).
+        proof: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -172,7 +193,11 @@ fn run(cli: Cli) -> Result<u8, String> {
                     out!(u8::from(failed); "{f}");
                 }
                 for (class, (severity, n)) in &report.suppressed {
-                    let sev = if *severity == Severity::Failure { "FAIL" } else { "WARN" };
+                    let sev = if *severity == Severity::Failure {
+                        "FAIL"
+                    } else {
+                        "WARN"
+                    };
                     out!(u8::from(failed);
                         "{sev} {}: {n} more findings of this class not listed (the first {} are)",
                         class.name(),
@@ -242,6 +267,50 @@ fn run(cli: Cli) -> Result<u8, String> {
                     Ok(0)
                 }
                 Err(e) => Err(e.to_string()),
+            }
+        }
+        Some(Cmd::Consistency {
+            log_dir,
+            old,
+            new,
+            keys,
+        }) => {
+            let keys = load_keys(&keys)?;
+            let files = verify::read_dir(&log_dir).map_err(|e| e.to_string())?;
+            let old = read_text(&old)?;
+            let new = new.map(|p| read_text(&p)).transpose()?;
+            match consistency::make_consistency(&files, &old, new.as_deref(), &keys) {
+                Ok(p) => {
+                    out!(0; "{}", serde_json::to_string_pretty(&p).map_err(|e| e.to_string())?);
+                    Ok(0)
+                }
+                // The log does not extend the checkpoint: that is the finding, exit 1.
+                Err(e @ consistency::ConsistencyError::Proof(_)) => {
+                    out!(1; "INCONSISTENT: {e}");
+                    Ok(1)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Some(Cmd::CheckConsistency { proof: path, keys }) => {
+            let keys = load_keys(&keys)?;
+            let text = read_text(&path)?;
+            let p: consistency::ConsistencyProof = match serde_json::from_str(&text) {
+                Ok(p) => p,
+                Err(e) => {
+                    out!(1; "INVALID: malformed consistency proof `{}`: {e}", path.display());
+                    return Ok(1);
+                }
+            };
+            match consistency::check_consistency(&p, &keys) {
+                Ok((old, new)) => {
+                    out!(0; "consistent: the log of size {old} is a prefix of the log of size {new}");
+                    Ok(0)
+                }
+                Err(e) => {
+                    out!(1; "INCONSISTENT: {e}");
+                    Ok(1)
+                }
             }
         }
         Some(Cmd::CheckProof {

@@ -49,12 +49,17 @@ fn decision(n: u64, identity: &str, task: &str, allowed: bool) -> EntryBody {
 
 /// A log with denied requests from two identities, plus the vkey file.
 fn setup(dir: &Path) -> (String, String) {
+    setup_with(dir, "agent:b")
+}
+
+/// [`setup`] with another second identity (another history under the same key).
+fn setup_with(dir: &Path, second: &str) -> (String, String) {
     let key = SigningKey::from_bytes(&[11; 32]);
     let log_dir = dir.join("log");
     let mut cfg = LogConfig::new(&log_dir, ORIGIN);
     cfg.checkpoint_every_entries = 4;
     let log = Log::open(cfg, key.clone()).unwrap();
-    for (i, who) in ["agent:a", "agent:b", "agent:a"].iter().enumerate() {
+    for (i, who) in ["agent:a", second, "agent:a"].iter().enumerate() {
         let d = log
             .append(decision(i as u64, who, &format!("task-{who}"), false))
             .unwrap();
@@ -261,4 +266,73 @@ fn a_malformed_receipt_is_invalid_with_exit_one() {
     let out = run(&["check-proof", receipt.to_str().unwrap(), "--key", &key]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("INVALID: malformed receipt"));
+}
+
+/// Append `n` more denied decisions to the log in `log_dir`.
+fn extend(log_dir: &str, n: u64) {
+    let mut cfg = LogConfig::new(log_dir, ORIGIN);
+    cfg.checkpoint_every_entries = 4;
+    let log = Log::open(cfg, SigningKey::from_bytes(&[11; 32])).unwrap();
+    for i in 0..n {
+        log.append(decision(100 + i, "agent:c", "task-c", false))
+            .unwrap();
+    }
+    log.close().unwrap();
+}
+
+#[test]
+fn a_kept_checkpoint_is_proven_consistent_with_the_grown_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = setup(tmp.path());
+    // An auditor keeps today's checkpoint; the log grows.
+    let old = tmp.path().join("old.note");
+    std::fs::copy(Path::new(&dir).join("checkpoint"), &old).unwrap();
+    let old = old.display().to_string();
+    extend(&dir, 9);
+    let out = run(&["consistency", &dir, &old, "--key", &key]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof_file = tmp.path().join("proof.json");
+    std::fs::write(&proof_file, &out.stdout).unwrap();
+    let proof = proof_file.display().to_string();
+    // Checked without the log.
+    let moved = tmp.path().join("elsewhere");
+    std::fs::rename(&dir, &moved).unwrap();
+    let out = run(&["check-consistency", &proof, "--key", &key]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.starts_with("consistent: the log of size "), "{said}");
+    // A changed proof hash: inconsistent, exit 1.
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&proof_file).unwrap()).unwrap();
+    let first = v["proof"][0].as_str().unwrap().to_owned();
+    let flipped = format!(
+        "{}{}",
+        if first.starts_with('0') { "1" } else { "0" },
+        &first[1..]
+    );
+    std::fs::write(
+        &proof_file,
+        serde_json::to_string(&v).unwrap().replace(&first, &flipped),
+    )
+    .unwrap();
+    let out = run(&["check-consistency", &proof, "--key", &key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("INCONSISTENT"));
+    // A log rewritten below the kept checkpoint (by someone holding the key): no proof.
+    let forged = tempfile::tempdir().unwrap();
+    let (forged_dir, _) = setup_with(forged.path(), "agent:z");
+    extend(&forged_dir, 9);
+    let out = run(&["consistency", &forged_dir, &old, "--key", &key]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("INCONSISTENT"));
 }

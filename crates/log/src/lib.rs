@@ -1,10 +1,12 @@
 //! Custody session log: canonical hash-chained entries, an RFC 6962 Merkle
 //! tree, Ed25519-signed C2SP checkpoints, group-committed durable appends,
-//! crash recovery, inclusion receipts and the offline verification library.
+//! crash recovery, inclusion receipts, consistency proofs and the offline verification
+//! library.
 //!
 //! See `docs/log-format.md` for the format on disk.
 #![forbid(unsafe_code)]
 
+pub mod consistency;
 pub mod entry;
 mod error;
 pub mod merkle;

@@ -38,9 +38,7 @@ fn entry_line(seq: u64) -> String {
         time: time::macros::datetime!(2026-12-01 00:00 UTC),
         origin: ORIGIN.into(),
         prev: Hash::default(),
-        body: EntryBody::GatewayStopped {
-            reason: "x".into(),
-        },
+        body: EntryBody::GatewayStopped { reason: "x".into() },
     }
     .encode()
     .unwrap()
@@ -50,7 +48,9 @@ fn entry_line(seq: u64) -> String {
 fn sequence_jumps_are_one_finding_per_run_not_one_per_missing_number() {
     let dir = tempfile::tempdir().unwrap();
     // 3,000 lines whose sequence numbers jump by 20,000: 60 million "missing" entries.
-    let text: String = (0..3000u64).map(|i| entry_line(i * 20_000) + "\n").collect();
+    let text: String = (0..3000u64)
+        .map(|i| entry_line(i * 20_000) + "\n")
+        .collect();
     std::fs::write(seg(dir.path()), text).unwrap();
     let started = Instant::now();
     let r = verify(dir.path());
@@ -124,7 +124,10 @@ fn many_distinct_findings_are_capped_per_class_and_counted() {
         .filter(|f| f.class == C::MalformedEntry)
         .count() as u64;
     assert_eq!(kept, MAX_FINDINGS_PER_CLASS);
-    assert_eq!(r.suppressed[&C::MalformedEntry].1, 1000 - MAX_FINDINGS_PER_CLASS);
+    assert_eq!(
+        r.suppressed[&C::MalformedEntry].1,
+        1000 - MAX_FINDINGS_PER_CLASS
+    );
     assert!(r.failed(false));
 }
 
@@ -148,7 +151,10 @@ fn fifos_devices_and_links_out_of_the_directory_are_refused() {
     let result = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the verifier does not hang on a FIFO");
-    assert!(matches!(result, Err(VerifyError::NotRegular { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(VerifyError::NotRegular { .. })),
+        "{result:?}"
+    );
     std::fs::remove_file(&fifo).unwrap();
 
     // A link to a device, and a link to a file outside the directory.
@@ -168,8 +174,7 @@ fn fifos_devices_and_links_out_of_the_directory_are_refused() {
     // A link inside the directory to one of its own files is read.
     let link = dir.path().join("log-000001.jsonl");
     std::fs::remove_file(&link).unwrap();
-    std::fs::rename(seg(dir.path()), dir.path().join("real"))
-        .unwrap();
+    std::fs::rename(seg(dir.path()), dir.path().join("real")).unwrap();
     std::os::unix::fs::symlink(dir.path().join("real"), seg(dir.path())).unwrap();
     assert!(!verify(dir.path()).failed(false));
 }
@@ -206,7 +211,8 @@ fn budget_log(dir: &Path, counts: &[(u64, bool)]) {
         }
         entries.push(Entry {
             seq: i as u64 + 1,
-            time: time::macros::datetime!(2026-12-01 00:00 UTC) + time::Duration::seconds(i as i64 + 1),
+            time: time::macros::datetime!(2026-12-01 00:00 UTC)
+                + time::Duration::seconds(i as i64 + 1),
             origin: ORIGIN.into(),
             prev: Hash::default(),
             body,
@@ -221,7 +227,15 @@ fn budgets_are_judged_by_the_counts_the_gateway_handed_out() {
     let dir = tempfile::tempdir().unwrap();
     budget_log(
         dir.path(),
-        &[(5, false), (6, false), (0, true), (1, true), (3, true), (2, true), (4, true)],
+        &[
+            (5, false),
+            (6, false),
+            (0, true),
+            (1, true),
+            (3, true),
+            (2, true),
+            (4, true),
+        ],
     );
     let r = verify(dir.path());
     assert!(!r.failed(false), "{:#?}", r.findings);
@@ -229,10 +243,21 @@ fn budgets_are_judged_by_the_counts_the_gateway_handed_out() {
     let dir = tempfile::tempdir().unwrap();
     budget_log(
         dir.path(),
-        &[(0, true), (1, true), (2, true), (3, true), (4, true), (9, true)],
+        &[
+            (0, true),
+            (1, true),
+            (2, true),
+            (3, true),
+            (4, true),
+            (9, true),
+        ],
     );
     let r = verify(dir.path());
-    assert!(r.classes().contains(&C::UnauthorizedAllow), "{:#?}", r.findings);
+    assert!(
+        r.classes().contains(&C::UnauthorizedAllow),
+        "{:#?}",
+        r.findings
+    );
     let dir = tempfile::tempdir().unwrap();
     budget_log(dir.path(), &[(5, false), (0, true), (1, true), (1, true)]);
     let r = verify(dir.path());

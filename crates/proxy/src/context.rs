@@ -29,6 +29,8 @@ pub struct ProxyOptions {
     pub refusals: crate::tally::RefusalTally,
     /// Request rate limits per source and per grant (none by default).
     pub rate_limits: crate::throttle::RateLimits,
+    /// Told of every refusal (for metrics).
+    pub observer: crate::tally::RefusalObserver,
     /// Where requests go.
     pub upstream: UpstreamConfig,
 }
@@ -40,6 +42,7 @@ impl Default for ProxyOptions {
             unverified_bodies: crate::budget::BodyBudget::default(),
             refusals: crate::tally::RefusalTally::default(),
             rate_limits: crate::throttle::RateLimits::default(),
+            observer: crate::tally::RefusalObserver::default(),
             upstream: UpstreamConfig::Aws,
         }
     }

@@ -110,9 +110,11 @@ pub async fn refuse(shared: &Shared, mut ctx: RequestCtx, refusal: Refusal) -> R
             ctx.received_at,
         )
     {
+        shared.options.observer.refused(refusal.kind, false);
         tracing::debug!(request_id = %ctx.request_id, reason = %refusal.message, "denied (counted)");
         return refusal.into_response(ctx.format, &ctx.request_id);
     }
+    shared.options.observer.refused(refusal.kind, true);
     let record = decision_record(&mut ctx, false, refusal.message.clone());
     if let Err(e) = shared.sink.record_decision(record).await {
         tracing::error!(error = %e, request_id = %ctx.request_id, "could not record a denial");

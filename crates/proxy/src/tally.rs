@@ -68,6 +68,35 @@ pub struct CountedRefusals {
     pub example: String,
 }
 
+/// Told of every refusal as it is made: its class, and whether it was recorded in full
+/// (`true`) or only counted. For metrics; the default does nothing.
+#[derive(Clone)]
+pub struct RefusalObserver(Arc<dyn Fn(RefusalKind, bool) + Send + Sync>);
+
+impl RefusalObserver {
+    /// An observer calling `f`.
+    pub fn new(f: impl Fn(RefusalKind, bool) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Tell of one refusal.
+    pub fn refused(&self, kind: RefusalKind, recorded_in_full: bool) {
+        (self.0)(kind, recorded_in_full);
+    }
+}
+
+impl Default for RefusalObserver {
+    fn default() -> Self {
+        Self::new(|_, _| {})
+    }
+}
+
+impl std::fmt::Debug for RefusalObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefusalObserver")
+    }
+}
+
 /// Longest example reason kept per count.
 pub const EXAMPLE_BYTES: usize = 256;
 

@@ -263,11 +263,7 @@ impl Verifier {
         let n = self.per_class.entry(class).or_insert(0);
         *n += 1;
         if *n > MAX_FINDINGS_PER_CLASS {
-            let e = self
-                .report
-                .suppressed
-                .entry(class)
-                .or_insert((severity, 0));
+            let e = self.report.suppressed.entry(class).or_insert((severity, 0));
             e.0 = e.0.min(severity);
             e.1 += 1;
             return;
@@ -673,7 +669,13 @@ impl Verifier {
                     end - first
                 )
             };
-            self.fail(FindingClass::MissingEntry, &file, line, Some(first), message);
+            self.fail(
+                FindingClass::MissingEntry,
+                &file,
+                line,
+                Some(first),
+                message,
+            );
         }
     }
 }

@@ -245,6 +245,9 @@ mod tests {
             true
         })
         .unwrap();
-        assert_eq!(seen, [format!("long {}", MAX_ENTRY_BYTES + 10), "kept 2".into()]);
+        assert_eq!(
+            seen,
+            [format!("long {}", MAX_ENTRY_BYTES + 10), "kept 2".into()]
+        );
     }
 }

@@ -276,10 +276,11 @@ pub fn read_dir(dir: &Path) -> Result<LogFiles, VerifyError> {
     };
     for (name, path, mut file) in opened.segments {
         let mut data = Vec::new();
-        file.read_to_end(&mut data).map_err(|source| VerifyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        file.read_to_end(&mut data)
+            .map_err(|source| VerifyError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
         data.truncate(storage::trim_padding(&data).len());
         files.segments.push((name, data));
     }
@@ -531,12 +532,7 @@ fn verify_inputs(
             }
             seg_lines[p.seg] = p.first + n;
             if let Some(tail) = p.end.filter(|t| *t > 0) {
-                torn = Some((
-                    Arc::clone(name),
-                    p.first + n + 1,
-                    tail,
-                    p.seg + 1 == nseg,
-                ));
+                torn = Some((Arc::clone(name), p.first + n + 1, tail, p.seg + 1 == nseg));
             }
         }
         reader.join().unwrap_or(Ok(()))
@@ -636,8 +632,5 @@ fn locate(names: &[Arc<str>], seg_lines: &[u64], index: u64) -> (String, u64) {
         }
         remaining -= n;
     }
-    (
-        names.last().map(|n| n.to_string()).unwrap_or_default(),
-        0,
-    )
+    (names.last().map(|n| n.to_string()).unwrap_or_default(), 0)
 }
