@@ -78,6 +78,11 @@ fn descriptor_exhaustion_and_a_transient_failure_do_not_fail_the_log_for_good() 
     std::fs::remove_file(&tmp).unwrap();
     std::fs::create_dir(&tmp).unwrap();
     log.append(outcome(6)).unwrap();
+    // The append is acknowledged before its checkpoint is attempted: wait for that.
+    let start = Instant::now();
+    while log.health().is_ok() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let why = log.health().unwrap_err().to_string();
     assert!(why.contains(".checkpoint.tmp"), "{why}");
     let refused = log.append(outcome(7)).unwrap_err().to_string();

@@ -460,3 +460,49 @@ fn multi_segment_log_and_a_deleted_segment() {
     let third = storage::segment_name(segs[2].0);
     assert_finding(&r, C::MissingEntry, &third, 1);
 }
+
+#[test]
+fn a_re_signed_log_in_other_bytes_than_the_writers_is_refused() {
+    let (dir, _) = fresh();
+    let entries = entries(dir.path());
+    // The signed control: the same entries, re-signed canonically, verify.
+    rewrite_signed(dir.path(), &entries, &key());
+    assert!(!verify(dir.path()).failed(false));
+    // Header fields out of order (line 4), a time in another format (line 5), invalid
+    // UTF-8 in a field the header check does not read (line 6), a grant event with its
+    // fields reordered (line 2).
+    rewrite_signed_bytes(dir.path(), &entries, &key(), |i, line| match i {
+        // Re-encoded by another serializer: keys in alphabetical order.
+        3 => {
+            serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&line).unwrap()).unwrap()
+        }
+        // A space after a colon.
+        4 => line.replacen("{\"seq\":", "{\"seq\": ", 1).into_bytes(),
+        // A byte that is not UTF-8 inside a string the header check does not read.
+        5 => {
+            let mut b = line.into_bytes();
+            let at = b.windows(10).position(|w| w == b"\"reason\":\"").unwrap() + 10;
+            b[at] = 0xff;
+            b
+        }
+        // A grant event with a space between two of its body's fields.
+        1 => line
+            .replacen(",\"grant_id\"", ", \"grant_id\"", 1)
+            .into_bytes(),
+        _ => line.into_bytes(),
+    });
+    for (i, e) in entries.iter().enumerate() {
+        assert!(
+            i != 5 || matches!(e.body, EntryBody::RequestDecision(_)),
+            "line 6 is a decision: {e:?}"
+        );
+    }
+    let r = verify(dir.path());
+    for line in [2, 4, 5, 6] {
+        assert!(
+            r.has(C::MalformedEntry, SEG, line),
+            "line {line}: {:#?}",
+            r.findings
+        );
+    }
+}

@@ -95,9 +95,16 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
         if !KINDS.contains(&head.kind.as_ref()) {
             return Err(format!("unknown entry kind `{}`", head.kind));
         }
+        canonical_header(line, &head, time)?;
         let full = match head.kind.as_ref() {
             "grant" | "key_rotated" | "recovered" | "refusals_counted" => {
-                Some(Box::new(Entry::decode(line).map_err(|e| e.to_string())?))
+                let e = Entry::decode(line).map_err(|e| e.to_string())?;
+                // Rare entries, decoded whole anyway: their every byte must be the
+                // writer's one encoding.
+                if e.encode().ok().as_deref().map(str::as_bytes) != Some(line) {
+                    return Err("not in the writer's canonical encoding (field order, escapes or spacing differ)".into());
+                }
+                Some(Box::new(e))
             }
             _ => None,
         };
@@ -143,6 +150,33 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
         })
     })();
     Rec { hash, parsed }
+}
+
+/// Every line must be UTF-8 and begin with the header exactly as the writer encodes it
+/// (`{"seq":…,"time":"…","origin":…,"prev":"…","kind":"…"`): one entry has one encoding,
+/// so a re-signed log cannot carry the same entries in other bytes.
+fn canonical_header(line: &[u8], head: &Head<'_>, time: OffsetDateTime) -> Result<(), String> {
+    if std::str::from_utf8(line).is_err() {
+        return Err("not valid UTF-8".into());
+    }
+    let origin = entry::json_string(&head.origin).map_err(|e| e.to_string())?;
+    let kind = entry::json_string(&head.kind).map_err(|e| e.to_string())?;
+    let mut want = Vec::with_capacity(200);
+    entry::encode_into(
+        &mut want,
+        head.seq,
+        &entry::format_time(time),
+        &origin,
+        &head.prev,
+        &format!("{{\"kind\":{kind}}}"),
+    )
+    .map_err(|e| e.to_string())?;
+    // Without the closing brace: the body's other fields follow.
+    let prefix = &want[..want.len() - 1];
+    if !line.starts_with(prefix) || !matches!(line.get(prefix.len()), Some(b',' | b'}')) {
+        return Err("header not in the writer's canonical encoding (field order, time format or spacing differ)".into());
+    }
+    Ok(())
 }
 
 /// Grant state reconstructed from the log.

@@ -151,18 +151,30 @@ pub fn write_lines(p: &Path, lines: &[String]) {
 /// re-numbered as given, with one final checkpoint. Simulates a misbehaving
 /// gateway (it has the key), not an outside attacker.
 pub fn rewrite_signed(dir: &Path, entries: &[Entry], key: &SigningKey) {
+    rewrite_signed_bytes(dir, entries, key, |_, line| line.into_bytes());
+}
+
+/// [`rewrite_signed`], with each encoded line passed through `mangle(index, line)` before
+/// it is chained and sealed (a signer that writes other bytes than the writer would).
+pub fn rewrite_signed_bytes(
+    dir: &Path,
+    entries: &[Entry],
+    key: &SigningKey,
+    mangle: impl Fn(usize, String) -> Vec<u8>,
+) {
     let mut prev = Hash::default();
     let mut tree = CompactTree::new();
-    let mut out = Vec::new();
-    for e in entries {
+    let mut out: Vec<u8> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
         let mut e = e.clone();
         e.prev = prev;
-        let line = e.encode().unwrap();
-        prev = leaf_hash(line.as_bytes());
+        let line = mangle(i, e.encode().unwrap());
+        prev = leaf_hash(&line);
         tree.push(prev);
-        out.push(line);
+        out.extend_from_slice(&line);
+        out.push(b'\n');
     }
-    write_lines(&seg(dir), &out);
+    std::fs::write(seg(dir), out).unwrap();
     let cp = Checkpoint {
         origin: ORIGIN.into(),
         size: tree.size(),
