@@ -103,6 +103,11 @@ impl ArnPattern {
         })
     }
 
+    /// Whether this pattern is `*`, matching every resource.
+    pub(crate) fn is_any(&self) -> bool {
+        matches!(self.kind, Kind::Any)
+    }
+
     /// Whether this pattern matches a request resource: `*` or an already split ARN
     /// (`None` for the request's `*`).
     pub(crate) fn matches(&self, resource: &str, segments: Option<&Segments<'_>>) -> bool {

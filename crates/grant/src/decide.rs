@@ -136,7 +136,8 @@ fn evaluate_scope(
     let ctx = EvalContext {
         now,
         region: request.region.as_deref(),
-        source_ip: request.source_ip,
+        // `::ffff:203.0.113.9` is 203.0.113.9, as IAM sees a dual-stack client.
+        source_ip: request.source_ip.map(|ip| ip.to_canonical()),
         context: &request.context,
     };
     let statements = grant.scope.statements();

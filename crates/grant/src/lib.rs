@@ -10,12 +10,18 @@
 //! embedded default.
 //!
 //! # Semantics, briefly
-//! - **Actions** are `service:Name` patterns with `*` / `?`, matched case-insensitively.
+//! - **Actions** are `service:Name` patterns with `*` / `?` in the name (not in the service
+//!   prefix, which IAM refuses too), matched case-insensitively.
 //! - **Resources** are six-part ARN patterns matched case-sensitively and per segment: a
 //!   wildcard in partition, service, region or account stays inside that segment, the
 //!   resource part is matched whole (across `/` and `:`). `*` alone matches everything,
 //!   including the `*` of an action without a resource; no other pattern matches that `*`.
 //! - **`NotAction` / `NotResource`** cover everything their list does not match.
+//! - **An unknown resource** (a request resource `*`: the classifier could not name it)
+//!   could be any resource, and is decided soundly over that set: an `Allow` covers it
+//!   only with `Resource: "*"` (never through `NotResource`), and a `Deny` applies if it
+//!   could match any resource (any `Resource`, or a `NotResource` without `*`).
+//! - **Source addresses** are compared canonically: `::ffff:203.0.113.9` is `203.0.113.9`.
 //! - **Conditions**: values of one key are alternatives, keys and operators all must hold; a
 //!   key the request lacks fails a positive operator and satisfies a negated one (as in IAM).
 //! - **Decision**: status, validity window, budget, region, then scope. An explicit `Deny`

@@ -40,6 +40,10 @@ const STS_STAR: &str =
     r#"{"Statement":[{"Effect":"Allow","Action":["sts:*","s3:*"],"Resource":"*"}]}"#;
 const STS_NAMED: &str = r#"{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"arn:aws:iam::123456789012:role/x"}]}"#;
 const EMPTY: &str = r#"{"Version":"2012-10-17","Statement":[]}"#;
+const PROD_GUARD: &str = r#"{"Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"},{"Sid":"Prod","Effect":"Deny","Action":"ec2:TerminateInstances","Resource":"arn:aws:ec2:us-east-1:123456789012:instance/i-prod"}]}"#;
+const PROD_FROM_OFFICE: &str = r#"{"Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"},{"Sid":"Prod","Effect":"Deny","Action":"ec2:TerminateInstances","Resource":"arn:aws:ec2:us-east-1:123456789012:instance/i-prod","Condition":{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#;
+const DENY_NOT_ALL: &str = r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Never","Effect":"Deny","Action":"s3:*","NotResource":"*"}]}"#;
+const BLOCKED_NET: &str = r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Blocked","Effect":"Deny","Action":"*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"203.0.113.0/24"}}}]}"#;
 const TABLES: &str = r#"{"Statement":[{"Effect":"Allow","Action":"dynamodb:*","Resource":"arn:aws:dynamodb:*:123456789012:table/orders*"}]}"#;
 
 const ROWS: &[Row] = &[
@@ -466,7 +470,109 @@ const ROWS: &[Row] = &[
         prefix: None,
         want: "deny: request cannot be evaluated: `actions[0].action`: `s3:*` is not `service:Action`",
     },
+    // An unknown resource (`*`) could be any resource: an Allow must cover them all, a
+    // Deny that could match one applies.
+    Row {
+        name: "a deny on one resource applies to an unknown resource",
+        policy: PROD_GUARD,
+        actions: &[("ec2:TerminateInstances", &["*"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `ec2:TerminateInstances` on `*` is explicitly denied by statement `Prod`",
+    },
+    Row {
+        name: "a known other resource is not denied",
+        policy: PROD_GUARD,
+        actions: &[(
+            "ec2:TerminateInstances",
+            &["arn:aws:ec2:us-east-1:123456789012:instance/i-dev"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement #0",
+    },
+    Row {
+        name: "a conditioned deny on one resource applies to an unknown resource from outside",
+        policy: PROD_FROM_OFFICE,
+        actions: &[("ec2:TerminateInstances", &["*"])],
+        ip: Some("198.51.100.7"),
+        region: None,
+        prefix: None,
+        want: "deny: `ec2:TerminateInstances` on `*` is explicitly denied by statement `Prod`",
+    },
+    Row {
+        name: "…and not from inside",
+        policy: PROD_FROM_OFFICE,
+        actions: &[("ec2:TerminateInstances", &["*"])],
+        ip: Some("10.1.2.3"),
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement #0",
+    },
+    Row {
+        name: "an allow with notresource does not cover an unknown resource",
+        policy: NOT_RESOURCE,
+        actions: &[("s3:GetObject", &["*"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `s3:GetObject` on `*` is not in the grant's scope",
+    },
+    Row {
+        name: "a deny with notresource * never applies",
+        policy: DENY_NOT_ALL,
+        actions: &[("s3:ListAllMyBuckets", &["*"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement #0",
+    },
+    Row {
+        name: "a deny with notresource applies to an unknown resource",
+        policy: ONLY_B,
+        actions: &[("s3:ListAllMyBuckets", &["*"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `s3:ListAllMyBuckets` on `*` is explicitly denied by statement `OnlyB`",
+    },
+    Row {
+        name: "an ipv4-mapped ipv6 source is its ipv4 address",
+        policy: BLOCKED_NET,
+        actions: &[("s3:GetObject", &["arn:aws:s3:::b/k"])],
+        ip: Some("::ffff:203.0.113.9"),
+        region: None,
+        prefix: None,
+        want: "deny: `s3:GetObject` on `arn:aws:s3:::b/k` is explicitly denied by statement `Blocked`",
+    },
+    Row {
+        name: "…and an allow from inside holds for it",
+        policy: FROM_VPN,
+        actions: &[("s3:GetObject", &["arn:aws:s3:::b/k"])],
+        ip: Some("::ffff:10.9.8.7"),
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement #0",
+    },
 ];
+
+#[test]
+fn wildcards_in_the_service_prefix_are_refused() {
+    for action in [
+        "s*:GetObject",
+        "*:DescribeInstances",
+        "lambd?:InvokeFunction",
+    ] {
+        let json =
+            format!(r#"{{"Statement":[{{"Effect":"Allow","Action":"{action}","Resource":"*"}}]}}"#);
+        let err = custody_grant::Scope::from_iam_json(&json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not in the service prefix"), "{action}: {err}");
+    }
+}
 
 #[test]
 fn iam_matching_table() {

@@ -63,7 +63,7 @@ fn refusals_name_the_field() {
         ),
         (
             r#"{"Statement":[{"Effect":"Allow","Action":"GetObject","Resource":"*"}]}"#,
-            "`Statement[0].Action`: malformed action `GetObject`: expected `*` or `service:Action` (wildcards `*` `?` allowed)",
+            "`Statement[0].Action`: malformed action `GetObject`: expected `*` or `service:Action` (wildcards `*` `?` allowed in the action name, not in the service prefix)",
         ),
         (
             r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":["*","arn:aws:s3"]}]}"#,

@@ -304,13 +304,24 @@ impl Statement {
         if !action_hit {
             return false;
         }
-        let resource_hit = match &self.resources {
-            Resources::Resource(list) => list
+        let resource_hit = match (&self.resources, resource.segments.as_ref()) {
+            (Resources::Resource(list), Some(segments)) => list
                 .iter()
-                .any(|p| p.matches(resource.text, resource.segments.as_ref())),
-            Resources::NotResource(list) => !list
+                .any(|p| p.matches(resource.text, Some(segments))),
+            (Resources::NotResource(list), Some(segments)) => !list
                 .iter()
-                .any(|p| p.matches(resource.text, resource.segments.as_ref())),
+                .any(|p| p.matches(resource.text, Some(segments))),
+            // The request's resource is not known (`*`): it could be any resource. An
+            // `Allow` covers it only if it covers every resource; a `Deny` applies if it
+            // could match one.
+            (Resources::Resource(list), None) => match self.effect {
+                Effect::Allow => list.iter().any(ArnPattern::is_any),
+                Effect::Deny => true,
+            },
+            (Resources::NotResource(list), None) => match self.effect {
+                Effect::Allow => false,
+                Effect::Deny => !list.iter().any(ArnPattern::is_any),
+            },
         };
         resource_hit && self.conditions.iter().all(|c| c.holds(ctx))
     }
@@ -324,9 +335,11 @@ impl ActionPattern {
             || text.split_once(':').is_some_and(|(service, name)| {
                 !service.is_empty()
                     && !name.is_empty()
+                    // IAM refuses wildcards in the service prefix (and STS would refuse
+                    // the session policy): so does the scope.
                     && service
                         .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'*' | b'?'))
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                     && name.bytes().all(|b| {
                         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*' | b'?')
                     })
@@ -335,7 +348,7 @@ impl ActionPattern {
             return Err(ScopeError::Invalid {
                 path: path.to_owned(),
                 detail: format!(
-                    "malformed action `{text}`: expected `*` or `service:Action` (wildcards `*` `?` allowed)"
+                    "malformed action `{text}`: expected `*` or `service:Action` (wildcards `*` `?` allowed in the action name, not in the service prefix)"
                 ),
             });
         }
