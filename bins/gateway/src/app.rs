@@ -167,7 +167,7 @@ impl Gateway {
         keys::ensure_private_dir(&config.data_dir)?;
         let data_lock = lock_data_dir(&config.data_dir)?;
         let (signing_key, created) = keys::load_or_create_signing_key(&key_path(&config))?;
-        let origin = config.log.origin.clone().unwrap_or_else(default_origin);
+        let origin = effective_origin(&config);
         let vkey = custody_log::vkey(&origin, &signing_key.verifying_key());
         let vkey_path = config.data_dir.join("log.vkey");
         if created || !vkey_path.exists() {
@@ -189,7 +189,14 @@ impl Gateway {
         log_config.inline_commit = config.log.inline_commit;
         log_config.checkpoint_copy_dir = config.log.checkpoint_copy_dir.clone();
         log_config.clock = Arc::new(move || OffsetDateTime::from(log_clock_source.now()));
-        let log = Arc::new(Log::open(log_config, signing_key)?);
+        let log = Arc::new(Log::open(log_config, signing_key).map_err(|e| match e {
+            custody_log::LogError::Corrupt { .. } => AppError::Other(format!(
+                "session log: {e}. Nothing was appended. Keep the directory as evidence; \
+                 `custody-gateway serve --new-log \"<what happened>\"` moves it aside and starts a \
+                 new log that records where it went and its last signed checkpoint"
+            )),
+            e => AppError::Log(e),
+        })?);
 
         let broker_config = BrokerConfig {
             endpoint: config
@@ -809,7 +816,7 @@ pub fn admin_token(config: &Config) -> Result<String, AppError> {
 pub fn keygen(config: &Config) -> Result<String, AppError> {
     keys::ensure_private_dir(&config.data_dir)?;
     let (key, _) = keys::load_or_create_signing_key(&key_path(config))?;
-    let origin = config.log.origin.clone().unwrap_or_else(default_origin);
+    let origin = effective_origin(config);
     let vkey = custody_log::vkey(&origin, &key.verifying_key());
     let path = config.data_dir.join("log.vkey");
     std::fs::write(&path, format!("{vkey}\n"))
@@ -817,13 +824,39 @@ pub fn keygen(config: &Config) -> Result<String, AppError> {
     Ok(vkey)
 }
 
-/// Run the gateway until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), AppError> {
+/// The log's origin: the one a `--new-log` start recorded in `<data_dir>/log.origin`, else
+/// `log.origin` from the config, else one made from the host name.
+pub fn effective_origin(config: &Config) -> String {
+    std::fs::read_to_string(config.data_dir.join(crate::newlog::ORIGIN_FILE))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| base_origin(config))
+}
+
+/// The origin the config names (or the host-name default), before any `--new-log`.
+pub fn base_origin(config: &Config) -> String {
+    config.log.origin.clone().unwrap_or_else(default_origin)
+}
+
+/// Run the gateway until SIGTERM or SIGINT; with `new_log`, first set the current log
+/// aside and start a new one that records why ([`crate::newlog`]).
+pub async fn run(config: Config, new_log: Option<String>) -> Result<(), AppError> {
     // Before anything listens: a SIGTERM that arrives as the listeners come up must stop
     // the gateway cleanly (final checkpoint, stop entry), not kill it.
     let signals = wait_for_signal();
     let clock = SharedTimeSource::new(SystemTimeSource::new());
+    let replaced = match &new_log {
+        Some(reason) => crate::newlog::set_aside(&config, reason, clock.now())?,
+        None => None,
+    };
     let gateway = Gateway::open(config, clock).await?;
+    if let Some(entry) = replaced {
+        gateway
+            .log
+            .append(entry)
+            .map_err(|e| AppError::Other(format!("cannot record the replaced log: {e}")))?;
+    }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let handles = start(gateway.clone(), shutdown_rx).await?;
     eprintln!(

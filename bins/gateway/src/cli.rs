@@ -50,6 +50,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// Configuration.
     pub config: ConfigArg,
+    /// Do not continue the current log: move it aside as evidence and start a new one
+    /// (a new origin, `<origin>/2`, …) whose first entries record REASON, where the old
+    /// log went and its last signed checkpoint. For a log the start-up check refuses.
+    #[arg(long, value_name = "REASON")]
+    pub new_log: Option<String>,
 }
 
 /// Where the admin API is and how to authenticate.
@@ -220,7 +225,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => {
             let config = load(&args.config)?;
-            crate::run(config)
+            crate::run(config, args.new_log)
                 .await
                 .map_err(|e| CliError::Runtime(e.to_string()))
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod newlog;
 pub mod policy;
 pub mod refusals;
 pub mod server;

@@ -202,3 +202,93 @@ fn entries_edited_after_a_crash_are_named_as_sealed_late() {
     // A warning: `--strict` fails on it.
     assert_eq!(stack.gateway.verify(&["--strict"]).status, 1);
 }
+
+#[test]
+fn a_refused_log_is_set_aside_and_the_new_log_says_what_it_replaces() {
+    let copy = tempfile::tempdir().unwrap();
+    let copy_dir = copy.path().display().to_string();
+    let mut stack = Stack::start_with(|c| {
+        *c = c.replace(
+            "[log]\n",
+            &format!("[log]\ncheckpoint_copy_dir = \"{copy_dir}\"\n"),
+        );
+    });
+    some_history(&stack);
+    assert!(stack.gateway.terminate().unwrap().success());
+    let data = stack.gateway.data_dir();
+    let old_vkey = std::fs::read_to_string(data.join("log.vkey")).unwrap();
+    let old_origin = old_vkey.split('+').next().unwrap().to_owned();
+    let log_dir = stack.gateway.log_dir();
+    flip_a_denial(&log_dir);
+    std::fs::remove_file(log_dir.join("checkpoint")).unwrap();
+    let refused = refused_start(&stack.gateway);
+    assert!(refused.contains("cannot be continued"), "{refused}");
+    assert!(
+        refused.contains("serve --new-log"),
+        "the refusal says what to do: {refused}"
+    );
+
+    // The operator starts a new log instead.
+    stack.gateway.serve_args = vec![
+        "--new-log".into(),
+        "forged history found by the start-up check".into(),
+    ];
+    stack.gateway.spawn();
+    some_history(&stack);
+    assert!(stack.gateway.terminate().unwrap().success());
+
+    // A new origin, a new vkey line for it (same key), the old log kept as evidence.
+    let new_origin = std::fs::read_to_string(data.join("log.origin")).unwrap();
+    assert_eq!(new_origin.trim(), format!("{old_origin}/2"));
+    let new_vkey = std::fs::read_to_string(data.join("log.vkey")).unwrap();
+    assert!(
+        new_vkey.starts_with(&format!("{old_origin}/2+")),
+        "{new_vkey}"
+    );
+    let moved: Vec<_> = std::fs::read_dir(log_dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("log.replaced-"))
+        .collect();
+    assert_eq!(moved.len(), 1);
+    let old_dir = moved[0].path();
+    assert!(old_dir.join("log-000000.jsonl").exists());
+
+    // The new log's second entry says what it replaces and against what to check it.
+    let entries = stack.gateway.entries();
+    assert_eq!(entries[0]["kind"], "gateway_started");
+    let replaced = &entries[1];
+    assert_eq!(replaced["kind"], "log_replaced", "{replaced}");
+    assert_eq!(replaced["old_origin"], old_origin.as_str());
+    assert_eq!(
+        replaced["reason"],
+        "forged history found by the start-up check"
+    );
+    assert_eq!(replaced["old_dir"], old_dir.display().to_string());
+    let old_checkpoint = replaced["old_checkpoint"].as_str().unwrap();
+    assert!(old_checkpoint.starts_with(&format!("{old_origin}\n")));
+
+    // The new log verifies, naming what it replaces; the old one, checked against the
+    // checkpoint the new log recorded, shows the forgery.
+    let v = stack.gateway.verify(&[]);
+    assert_eq!(v.status, 0, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("WARN replaces_log"), "{}", v.stdout);
+    let old_key = stack.gateway.dir.path().join("old.vkey");
+    std::fs::write(&old_key, &old_vkey).unwrap();
+    let trusted = stack.gateway.dir.path().join("old.note");
+    std::fs::write(&trusted, old_checkpoint).unwrap();
+    let out = Command::new(support::verify_bin())
+        .arg(&old_dir)
+        .arg("--key")
+        .arg(&old_key)
+        .arg("--trusted-checkpoint")
+        .arg(&trusted)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

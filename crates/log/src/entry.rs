@@ -70,6 +70,19 @@ pub enum EntryBody {
     /// the first few from one source for one reason in a window, only their number is
     /// kept, so an unauthenticated flood cannot grow the log without bound.
     RefusalsCounted(RefusalsCounted),
+    /// This log replaces another that could not be continued (written right after the
+    /// new log's `gateway_started`).
+    LogReplaced {
+        /// The old log's origin.
+        old_origin: String,
+        /// Where the old log's directory was moved, as evidence.
+        old_dir: String,
+        /// The largest checkpoint of the old log the key signed (the signed note), if any:
+        /// what to verify the old log against.
+        old_checkpoint: Option<String>,
+        /// Why, as the operator gave it.
+        reason: String,
+    },
     /// The log was reopened after an unclean stop.
     Recovered {
         /// Segment file whose torn tail was cut (empty if nothing was cut).
@@ -325,6 +338,7 @@ impl EntryBody {
             EntryBody::KeyRotated { .. } => "key_rotated",
             EntryBody::Recovered { .. } => "recovered",
             EntryBody::RefusalsCounted(_) => "refusals_counted",
+            EntryBody::LogReplaced { .. } => "log_replaced",
         }
     }
 

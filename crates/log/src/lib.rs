@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod note;
 pub mod query;
 pub mod receipt;
+pub mod replace;
 pub mod storage;
 pub mod verify;
 mod writer;

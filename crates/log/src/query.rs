@@ -137,6 +137,12 @@ pub fn summary(e: &Entry) -> String {
                 .unwrap_or_default()
         ),
         EntryBody::KeyRotated { new_vkey, .. } => format!("key rotated to {new_vkey}"),
+        EntryBody::LogReplaced {
+            old_origin,
+            old_dir,
+            reason,
+            ..
+        } => format!("replaces log {old_origin} (set aside in {old_dir}): {reason}"),
         EntryBody::RefusalsCounted(r) => format!(
             "DENY x{} {} from {}{} between {} and {} (and {} recorded one by one): {}",
             r.counted,

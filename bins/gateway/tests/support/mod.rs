@@ -37,6 +37,8 @@ pub struct Gateway {
     /// Run the gateway in its own mount namespace with the log directory on a tmpfs of
     /// this many bytes (so a test can fill the disk with [`Gateway::fill_log_disk`]).
     pub log_tmpfs: Option<u64>,
+    /// Extra arguments to `serve` (e.g. `--new-log REASON`).
+    pub serve_args: Vec<String>,
     /// The recording relay between the gateway and its upstream: when the gateway is
     /// dropped at the end of a passing test, the fidelity oracle checks every request the
     /// upstream received against the log's decisions.
@@ -193,6 +195,7 @@ approvals_required = 1
             admin_port,
             env,
             log_tmpfs: None,
+            serve_args: Vec::new(),
             relay,
             account,
             own_key,
@@ -215,7 +218,23 @@ approvals_required = 1
         let own = |c: &Captured, r: &oracle::Reading| {
             r.operation == "AssumeRole" && credential_key(c).as_deref() == Some(&self.own_key)
         };
-        oracle::check(&self.relay.captured(), &self.entries(), &self.account, own)
+        // Logs set aside by `--new-log` recorded what was forwarded before them.
+        let mut entries = self.entries();
+        let log_dir = self.log_dir();
+        let set_aside = format!(
+            "{}.replaced-",
+            log_dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if let Some(parent) = log_dir.parent()
+            && let Ok(rd) = std::fs::read_dir(parent)
+        {
+            for e in rd.filter_map(Result::ok) {
+                if e.file_name().to_string_lossy().starts_with(&set_aside) {
+                    entries.extend(entries_in(&e.path()));
+                }
+            }
+        }
+        oracle::check(&self.relay.captured(), &entries, &self.account, own)
     }
 
     /// Start (or restart) the gateway process and wait until it is ready.
@@ -230,7 +249,9 @@ approvals_required = 1
         let mut cmd = match self.log_tmpfs {
             None => {
                 let mut c = Command::new(gateway);
-                c.args(["serve", "--config"]).arg(&self.config);
+                c.args(["serve", "--config"])
+                    .arg(&self.config)
+                    .args(&self.serve_args);
                 c
             }
             Some(bytes) => {
@@ -471,26 +492,31 @@ approvals_required = 1
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.log_dir())
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("log-"))
-        });
-        files.sort();
-        files
-            .iter()
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect()
+        entries_in(&self.log_dir())
     }
+}
+
+/// The entries of the log in `dir`, parsed.
+fn entries_in(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("log-"))
+    });
+    files.sort();
+    files
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
 }
 
 impl Drop for Gateway {

@@ -49,7 +49,8 @@ pub(super) struct AllowedRequest {
     pub(super) access: custody_grant::AccessRequest,
 }
 
-pub(super) const KINDS: [&str; 8] = [
+pub(super) const KINDS: [&str; 9] = [
+    "log_replaced",
     "refusals_counted",
     "gateway_started",
     "gateway_stopped",
@@ -97,7 +98,7 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
         }
         canonical_header(line, &head, time)?;
         let full = match head.kind.as_ref() {
-            "grant" | "key_rotated" | "recovered" | "refusals_counted" => {
+            "grant" | "key_rotated" | "recovered" | "refusals_counted" | "log_replaced" => {
                 let e = Entry::decode(line).map_err(|e| e.to_string())?;
                 // Rare entries, decoded whole anyway: their every byte must be the
                 // writer's one encoding.
@@ -592,6 +593,34 @@ impl Verifier {
                     format!(
                         "entries {first}..{} were written before a crash and sealed only after the restart (sha256 {unsealed_sha256})",
                         e.seq - 1
+                    ),
+                );
+            }
+            EntryBody::LogReplaced {
+                old_origin,
+                old_dir,
+                old_checkpoint,
+                reason,
+            } => {
+                let against = old_checkpoint
+                    .as_deref()
+                    .and_then(|n| crate::note::SignedCheckpoint::parse(n).ok())
+                    .map_or_else(
+                        || "no checkpoint of it was signed".to_owned(),
+                        |(c, _)| {
+                            format!(
+                                "verify it against its last signed checkpoint, size {} root {}",
+                                c.checkpoint.size, c.checkpoint.root
+                            )
+                        },
+                    );
+                self.warn(
+                    FindingClass::ReplacesLog,
+                    file,
+                    line,
+                    Some(e.seq),
+                    format!(
+                        "this log replaces `{old_origin}` (set aside in `{old_dir}`: {reason}); {against}"
                     ),
                 );
             }

@@ -93,6 +93,9 @@ pub enum FindingClass {
     Empty,
     /// The latest checkpoint is older than the verifier was told to accept.
     Stale,
+    /// This log replaces another one that could not be continued (a `log_replaced`
+    /// entry): the old log must be audited on its own.
+    ReplacesLog,
     /// Two decisions of one grant carry the same request count below its budget: the
     /// budget was spent twice, or an entry was edited.
     BudgetReused,
