@@ -351,3 +351,86 @@ fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
         "{denied:#?}"
     );
 }
+
+/// A grant over Secrets Manager (approved by bob): `args` are its scope.
+fn secrets_grant(stack: &Stack, args: &[&str]) -> AwsEnv {
+    let gw = &stack.gateway;
+    let mut all = vec![
+        "--identity",
+        "agent:etl",
+        "--task",
+        "secrets",
+        "--intent",
+        "read the database password",
+        "--role",
+        "writer",
+    ];
+    all.extend_from_slice(args);
+    let grant = gw.request(ADMIN_TOKEN, &all);
+    let id = grant["id"].as_str().unwrap().to_owned();
+    assert!(gw.cli(BOB_TOKEN, &["grant", "approve", &id]).success());
+    gw.agent_env(ADMIN_TOKEN, &id)
+}
+
+const READ_TWO_SECRETS: &str = r#"
+import boto3, json
+sm = boto3.client("secretsmanager")
+out = {}
+for name in ["db-password", "holdout-secret"]:
+    try:
+        out[name] = sm.get_secret_value(SecretId=name)["SecretString"]
+    except Exception as e:
+        out[name] = e.response["Error"]["Code"]
+print(json.dumps(out))
+"#;
+
+#[test]
+fn secrets_called_by_name_are_decided_on_the_arn_iam_evaluates() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
+    // An Allow on the form AWS documents (`NAME-??????`) covers a call by name.
+    let env = secrets_grant(
+        &stack,
+        &[
+            "--allow",
+            "secretsmanager:GetSecretValue",
+            "--resource",
+            &format!("{secret}db-password-??????"),
+        ],
+    );
+    let v = python_json(READ_TWO_SECRETS, &env, gw);
+    assert_eq!(v["db-password"], "hunter2", "{v}");
+    assert_eq!(v["holdout-secret"], "AccessDeniedException", "{v}");
+    // A Deny on that form stops a call by name, under an Allow on everything.
+    let env = secrets_grant(
+        &stack,
+        &[
+            "--allow",
+            "secretsmanager:*",
+            "--resource",
+            "*",
+            "--deny",
+            "secretsmanager:GetSecretValue",
+            "--resource",
+            &format!("{secret}holdout-secret-??????"),
+        ],
+    );
+    let v = python_json(READ_TWO_SECRETS, &env, gw);
+    assert_eq!(v["db-password"], "hunter2", "{v}");
+    assert_eq!(v["holdout-secret"], "AccessDeniedException", "{v}");
+    // The log says why, with the resource as it was decided on.
+    let denied = gw
+        .entries()
+        .into_iter()
+        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
+        .last()
+        .unwrap();
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap()
+            .contains("holdout-secret-??????` is explicitly denied"),
+        "{denied}"
+    );
+}

@@ -33,6 +33,16 @@ pub(crate) struct MalformedArn(pub(crate) &'static str);
 /// The segments of a concrete ARN: partition, service, region, account, resource.
 pub(crate) type Segments<'a> = [&'a str; 5];
 
+/// Services whose resource names cannot contain `?`: in a request resource of theirs, a
+/// `?` is a character the gateway does not know (a Secrets Manager secret named without
+/// its six-character suffix, a KMS key named by an alias).
+pub(crate) const TEMPLATE_SERVICES: &[&str] = &["secretsmanager", "kms"];
+
+/// In a template resource, the stand-in for an unknown character when asking whether a
+/// pattern covers every value: no policy pattern can hold it (control characters are
+/// refused), so only a wildcard matches it.
+pub(crate) const UNKNOWN: char = '\u{1}';
+
 /// Split `arn:partition:service:region:account:resource` into its five segments after `arn`.
 pub(crate) fn split(arn: &str) -> Result<Segments<'_>, MalformedArn> {
     let Some(rest) = arn.strip_prefix("arn:") else {
@@ -87,6 +97,9 @@ pub(crate) fn split(arn: &str) -> Result<Segments<'_>, MalformedArn> {
 impl ArnPattern {
     /// Parse a policy `Resource` entry.
     pub(crate) fn parse(text: &str) -> Result<Self, MalformedArn> {
+        if text.chars().any(char::is_control) {
+            return Err(MalformedArn("an arn holds no control characters"));
+        }
         let kind = if text == "*" {
             Kind::Any
         } else {
@@ -101,6 +114,19 @@ impl ArnPattern {
             text: text.to_owned(),
             kind,
         })
+    }
+
+    /// Whether this pattern could match some value of a request resource `template`
+    /// (split into segments), whose `?` are unknown characters.
+    pub(crate) fn could_match(&self, template: &Segments<'_>) -> bool {
+        match &self.kind {
+            Kind::Any => true,
+            Kind::Literal | Kind::Segments(_) => split(&self.text).is_ok_and(|want| {
+                want.iter()
+                    .zip(template)
+                    .all(|(w, t)| wildcard::could_match(w, t))
+            }),
+        }
     }
 
     /// Whether this pattern is `*`, matching every resource.

@@ -1,6 +1,32 @@
 //! IAM wildcard matching: `*` matches any run of characters (including none), `?` matches
 //! exactly one character. No other character is special and there is no escaping, as in IAM.
 
+/// Whether `pattern` could match some value of `template`, a text in which each `?` is one
+/// unknown character (any value; `pattern`'s `*` and `?` keep their meaning). Byte-wise,
+/// case-sensitive; O(len(pattern) × len(template)).
+pub(crate) fn could_match(pattern: &str, template: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), template.as_bytes());
+    // reach[j]: the pattern's first i bytes can match the template's first j bytes.
+    let mut reach = vec![false; t.len() + 1];
+    reach[0] = true;
+    for &pc in p {
+        let mut next = vec![false; t.len() + 1];
+        if pc == b'*' {
+            let mut any = false;
+            for j in 0..=t.len() {
+                any |= reach[j];
+                next[j] = any;
+            }
+        } else {
+            for j in 0..t.len() {
+                next[j + 1] = reach[j] && (pc == b'?' || t[j] == b'?' || pc == t[j]);
+            }
+        }
+        reach = next;
+    }
+    reach[t.len()]
+}
+
 /// Whether `text` matches `pattern`.
 ///
 /// With `fold_case`, ASCII letters compare case-insensitively; the pattern should then already
@@ -205,6 +231,33 @@ mod tests {
             let want = reference(&pc, &tc, fold);
             proptest::prop_assert_eq!(matches(&p, &t, fold), want);
             proptest::prop_assert_eq!(Glob::new(&p).matches(&t, fold), want);
+        }
+    }
+}
+
+#[cfg(test)]
+mod could_match_tests {
+    use super::could_match;
+
+    #[test]
+    fn unknown_characters_match_anything_one_at_a_time() {
+        for (pattern, template, want) in [
+            ("secret:db-??????", "secret:db-??????", true),
+            ("secret:db-AbCdEf", "secret:db-??????", true),
+            ("secret:db-AbCdEf", "secret:dc-??????", false),
+            ("secret:db-AbCdE", "secret:db-??????", false),
+            ("secret:db-*", "secret:db-??????", true),
+            ("secret:*-prod-*", "secret:db-??????", true),
+            ("secret:other", "secret:db-??????", false),
+            ("*", "", true),
+            ("a?c", "abc", true),
+            ("a*", "b??", false),
+        ] {
+            assert_eq!(
+                could_match(pattern, template),
+                want,
+                "{pattern} / {template}"
+            );
         }
     }
 }

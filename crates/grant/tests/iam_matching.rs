@@ -44,6 +44,11 @@ const PROD_GUARD: &str = r#"{"Statement":[{"Effect":"Allow","Action":"ec2:*","Re
 const PROD_FROM_OFFICE: &str = r#"{"Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"},{"Sid":"Prod","Effect":"Deny","Action":"ec2:TerminateInstances","Resource":"arn:aws:ec2:us-east-1:123456789012:instance/i-prod","Condition":{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}"#;
 const DENY_NOT_ALL: &str = r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Never","Effect":"Deny","Action":"s3:*","NotResource":"*"}]}"#;
 const BLOCKED_NET: &str = r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Blocked","Effect":"Deny","Action":"*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"203.0.113.0/24"}}}]}"#;
+const SECRETS_BUT_HOLDOUT: &str = r#"{"Statement":[{"Effect":"Allow","Action":"secretsmanager:*","Resource":"*"},{"Sid":"Holdout","Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:us-east-1:123456789012:secret:holdout-secret-??????"}]}"#;
+const ONE_SECRET: &str = r#"{"Statement":[{"Sid":"Db","Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-??????"}]}"#;
+const ONE_SECRET_EXACT: &str = r#"{"Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"}]}"#;
+const KEYS_BUT_ONE: &str = r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Sid":"Prod","Effect":"Deny","Action":"kms:Encrypt","Resource":"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}]}"#;
+const ANY_KEY: &str = r#"{"Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"arn:aws:kms:us-east-1:123456789012:key/*"}]}"#;
 const TABLES: &str = r#"{"Statement":[{"Effect":"Allow","Action":"dynamodb:*","Resource":"arn:aws:dynamodb:*:123456789012:table/orders*"}]}"#;
 
 const ROWS: &[Row] = &[
@@ -555,6 +560,89 @@ const ROWS: &[Row] = &[
         region: None,
         prefix: None,
         want: "allow: allowed by statement #0",
+    },
+    // A secret named without its suffix, a key named by an alias: `?` are unknown
+    // characters, decided over every value they could take.
+    Row {
+        name: "a deny on the suffix form stops a call by name",
+        policy: SECRETS_BUT_HOLDOUT,
+        actions: &[(
+            "secretsmanager:GetSecretValue",
+            &["arn:aws:secretsmanager:us-east-1:123456789012:secret:holdout-secret-??????"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `secretsmanager:GetSecretValue` on `arn:aws:secretsmanager:us-east-1:123456789012:secret:holdout-secret-??????` is explicitly denied by statement `Holdout`",
+    },
+    Row {
+        name: "…and not another secret",
+        policy: SECRETS_BUT_HOLDOUT,
+        actions: &[(
+            "secretsmanager:GetSecretValue",
+            &["arn:aws:secretsmanager:us-east-1:123456789012:secret:other-??????"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement #0",
+    },
+    Row {
+        name: "an allow on the suffix form covers a call by name",
+        policy: ONE_SECRET,
+        actions: &[(
+            "secretsmanager:GetSecretValue",
+            &["arn:aws:secretsmanager:us-east-1:123456789012:secret:db-??????"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement `Db`",
+    },
+    Row {
+        name: "an allow on one full arn does not cover a call by name",
+        policy: ONE_SECRET_EXACT,
+        actions: &[(
+            "secretsmanager:GetSecretValue",
+            &["arn:aws:secretsmanager:us-east-1:123456789012:secret:db-??????"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `secretsmanager:GetSecretValue` on `arn:aws:secretsmanager:us-east-1:123456789012:secret:db-??????` is not in the grant's scope",
+    },
+    Row {
+        name: "a deny on one key stops a call through an alias",
+        policy: KEYS_BUT_ONE,
+        actions: &[(
+            "kms:Encrypt",
+            &["arn:aws:kms:us-east-1:123456789012:key/????????????????????????????????????"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `kms:Encrypt` on `arn:aws:kms:us-east-1:123456789012:key/????????????????????????????????????` is explicitly denied by statement `Prod`",
+    },
+    Row {
+        name: "an allow on every key covers a call through an alias",
+        policy: ANY_KEY,
+        actions: &[(
+            "kms:Encrypt",
+            &["arn:aws:kms:us-east-1:123456789012:key/????????????????????????????????????"],
+        )],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement #0",
+    },
+    Row {
+        name: "a question mark in an s3 key is a character, not an unknown",
+        policy: READ,
+        actions: &[("s3:GetObject", &["arn:aws:s3:::b/what?"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "allow: allowed by statement `Read`",
     },
 ];
 

@@ -956,10 +956,17 @@ mod classify {
             r#"{"KeyId":"alias/app","Plaintext":"eA=="}"#,
         )
         .unwrap();
-        assert_eq!(
-            c.actions,
-            vec![aor("kms:Encrypt", &[&format!("{k}alias/app")])]
-        );
+        // IAM evaluates the key the alias points to, which the gateway does not know: a
+        // key ARN with its 36-character id unknown.
+        let any_key = format!("{k}key/{}", "?".repeat(36));
+        assert_eq!(c.actions, vec![aor("kms:Encrypt", &[&any_key])]);
+        let c = json(
+            "kms",
+            "TrentService.Encrypt",
+            &format!(r#"{{"KeyId":"{k}alias/app","Plaintext":"eA=="}}"#),
+        )
+        .unwrap();
+        assert_eq!(c.actions, vec![aor("kms:Encrypt", &[&any_key])]);
         let c = json(
             "kms",
             "TrentService.Decrypt",
@@ -991,13 +998,33 @@ mod classify {
             c.actions,
             vec![aor("secretsmanager:GetSecretValue", &[arn])]
         );
+        // By name, or by a partial ARN: the six-character suffix IAM evaluates is unknown.
+        let s = "arn:aws:secretsmanager:us-east-1:111122223333:secret:";
+        for id in ["db", &format!("{s}db")] {
+            let c = json(
+                "secretsmanager",
+                "secretsmanager.GetSecretValue",
+                &format!(r#"{{"SecretId":"{id}"}}"#),
+            )
+            .unwrap();
+            assert_eq!(
+                c.actions,
+                vec![aor(
+                    "secretsmanager:GetSecretValue",
+                    &[&format!("{s}db-??????")]
+                )]
+            );
+        }
         let c = json(
             "secretsmanager",
             "secretsmanager.BatchGetSecretValue",
             r#"{"SecretIdList":["a","b"]}"#,
         )
         .unwrap();
-        assert_eq!(c.actions[1].resources.len(), 2);
+        assert_eq!(
+            c.actions[1].resources,
+            vec![format!("{s}a-??????"), format!("{s}b-??????")]
+        );
         let topic = "arn:aws:sns:us-east-1:111122223333:t";
         let c = form("sns", &format!("Action=Publish&TopicArn={topic}&Message=m")).unwrap();
         assert_eq!(c.actions, vec![aor("sns:Publish", &[topic])]);

@@ -86,4 +86,9 @@ if plan.get("queues"):
     for queue in plan["queues"]:
         out["queues"][queue] = sqs.create_queue(QueueName=queue)["QueueUrl"]
 
+if plan.get("secrets"):
+    sm = boto3.client("secretsmanager", **kw)
+    for name, value in plan["secrets"]:
+        sm.create_secret(Name=name, SecretString=value)
+
 json.dump(out, sys.stdout)

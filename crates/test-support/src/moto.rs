@@ -29,6 +29,8 @@ pub struct Bootstrap {
     pub tables: Vec<String>,
     /// SQS queue names.
     pub queues: Vec<String>,
+    /// Secrets Manager secrets: name and string value.
+    pub secrets: Vec<(String, String)>,
 }
 
 /// An IAM user and its inline policies.
@@ -149,6 +151,12 @@ impl Bootstrap {
     /// Add an SQS queue.
     pub fn queue(mut self, name: &str) -> Self {
         self.queues.push(name.into());
+        self
+    }
+
+    /// Add a Secrets Manager secret (its ARN gets the usual random suffix).
+    pub fn secret(mut self, name: &str, value: &str) -> Self {
+        self.secrets.push((name.into(), value.into()));
         self
     }
 }

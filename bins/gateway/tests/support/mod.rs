@@ -61,7 +61,7 @@ pub fn moto() -> MotoServer {
             "agent",
             serde_json::json!({
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": ["s3:*", "dynamodb:*", "sqs:*", "sts:GetCallerIdentity"], "Resource": "*"}]
+                "Statement": [{"Effect": "Allow", "Action": ["s3:*", "dynamodb:*", "sqs:*", "secretsmanager:*", "sts:GetCallerIdentity"], "Resource": "*"}]
             }),
         )
         .bucket(
@@ -70,7 +70,9 @@ pub fn moto() -> MotoServer {
         )
         .bucket("other", &[("x.txt", "other bucket")])
         .table("ledger")
-        .queue("jobs");
+        .queue("jobs")
+        .secret("db-password", "hunter2")
+        .secret("holdout-secret", "do not read");
     MotoServer::start(&plan).unwrap_or_else(|e| panic!("moto: {e}"))
 }
 

@@ -120,6 +120,9 @@ struct ActionPattern {
 pub(crate) struct PreparedResource<'a> {
     pub(crate) text: &'a str,
     pub(crate) segments: Option<arn::Segments<'a>>,
+    /// For a template resource (`?` standing for unknown characters, see
+    /// [`arn::TEMPLATE_SERVICES`]): the text with each `?` as [`arn::UNKNOWN`].
+    pub(crate) unknowns: Option<String>,
 }
 
 // === impl Scope ===
@@ -304,6 +307,10 @@ impl Statement {
         if !action_hit {
             return false;
         }
+        if let (Some(unknowns), Some(template)) = (&resource.unknowns, &resource.segments) {
+            return self.covers_template(unknowns, template)
+                && self.conditions.iter().all(|c| c.holds(ctx));
+        }
         let resource_hit = match (&self.resources, resource.segments.as_ref()) {
             (Resources::Resource(list), Some(segments)) => list
                 .iter()
@@ -324,6 +331,30 @@ impl Statement {
             },
         };
         resource_hit && self.conditions.iter().all(|c| c.holds(ctx))
+    }
+}
+
+impl Statement {
+    /// The resource part against a template resource (some characters unknown): an
+    /// `Allow` must cover every value it could have, a `Deny` applies if it could match
+    /// one (sound over the set, like the unknown resource `*`).
+    fn covers_template(&self, unknowns: &str, template: &arn::Segments<'_>) -> bool {
+        let Ok(strict) = arn::split(unknowns) else {
+            return self.effect == Effect::Deny;
+        };
+        // Covers every value: matches with each unknown character consumed by a wildcard.
+        let covers_all = |p: &ArnPattern| p.matches(unknowns, Some(&strict));
+        match (&self.resources, self.effect) {
+            (Resources::Resource(list), Effect::Allow) => list.iter().any(covers_all),
+            (Resources::NotResource(list), Effect::Allow) => {
+                !list.iter().any(|p| p.could_match(template))
+            }
+            (Resources::Resource(list), Effect::Deny) => {
+                list.iter().any(|p| p.could_match(template))
+            }
+            // Applies unless one pattern surely excludes every value.
+            (Resources::NotResource(list), Effect::Deny) => !list.iter().any(covers_all),
+        }
     }
 }
 
@@ -380,12 +411,16 @@ impl<'a> PreparedResource<'a> {
             return Ok(Self {
                 text,
                 segments: None,
+                unknowns: None,
             });
         }
         let segments = arn::split(text).map_err(|e| e.0)?;
+        let unknowns = (arn::TEMPLATE_SERVICES.contains(&segments[1]) && segments[4].contains('?'))
+            .then(|| text.replace('?', &arn::UNKNOWN.to_string()));
         Ok(Self {
             text,
             segments: Some(segments),
+            unknowns,
         })
     }
 }

@@ -157,6 +157,7 @@ pub(crate) enum Transform {
     KmsKey,
     LambdaFunction,
     SsmParameter,
+    SecretsmanagerSecret,
 }
 
 /// A service with its lookup indexes.

@@ -233,16 +233,7 @@ fn secretsmanager_batch(
     };
     let mut resources: Vec<String> = ids
         .iter()
-        .map(|id| {
-            if id.starts_with("arn:") {
-                id.clone()
-            } else {
-                format!(
-                    "arn:{}:secretsmanager:{}:{}:secret:{id}",
-                    ctx.partition, ctx.region, ctx.account
-                )
-            }
-        })
+        .map(|id| crate::classify::resources::secret_arn(id, ctx))
         .collect();
     if resources.is_empty() {
         // Selected by `Filters`: any secret.
@@ -265,18 +256,8 @@ fn kms_reencrypt(
     let body = body(req)?;
     let key = |name: &str| -> Result<String, ClassifyError> {
         Ok(match json_member(body, name)? {
-            Some(MemberValue::One(v)) if v.starts_with("arn:") => v,
-            Some(MemberValue::One(v)) if v.starts_with("alias/") => {
-                format!(
-                    "arn:{}:kms:{}:{}:{v}",
-                    ctx.partition, ctx.region, ctx.account
-                )
-            }
             Some(MemberValue::One(v)) if !v.is_empty() => {
-                format!(
-                    "arn:{}:kms:{}:{}:key/{v}",
-                    ctx.partition, ctx.region, ctx.account
-                )
+                crate::classify::resources::kms_key(&v, ctx)
             }
             _ => "*".into(),
         })

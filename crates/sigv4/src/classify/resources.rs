@@ -223,13 +223,8 @@ fn transform(
             let (queue_account, queue) = sqs_queue_url(value).ok_or_else(invalid)?;
             Ok(format!("arn:{p}:sqs:{region}:{queue_account}:{queue}"))
         }
-        Transform::KmsKey => Ok(if value.starts_with("arn:") {
-            value.to_owned()
-        } else if value.starts_with("alias/") {
-            format!("arn:{p}:kms:{region}:{account}:{value}")
-        } else {
-            format!("arn:{p}:kms:{region}:{account}:key/{value}")
-        }),
+        Transform::KmsKey => Ok(kms_key(value, ctx)),
+        Transform::SecretsmanagerSecret => Ok(secret_arn(value, ctx)),
         Transform::SsmParameter => {
             if value.starts_with("arn:") {
                 return Ok(value.to_owned());
@@ -247,6 +242,52 @@ fn transform(
             lambda_function(value, qualifier.as_deref(), ctx).ok_or_else(invalid)
         }
     }
+}
+
+/// A KMS key id as IAM evaluates it: the key. An alias (`alias/x` or an alias ARN) names a
+/// key the gateway does not know, so it becomes the key ARN with its 36-character id
+/// unknown (`key/` and 36 `?`, see `custody_grant`'s template resources): a grant must
+/// allow every key the alias could point to, and a `Deny` on any key applies.
+pub(crate) fn kms_key(value: &str, ctx: ArnCtx<'_>) -> String {
+    let (p, region, account) = (ctx.partition, ctx.region, ctx.account);
+    let unknown_key = |region: &str, account: &str| {
+        format!("arn:{p}:kms:{region}:{account}:key/{}", "?".repeat(36))
+    };
+    if let Some(rest) = value.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        return match parts.as_slice() {
+            [_, "kms", r, a, res] if res.starts_with("alias/") => unknown_key(r, a),
+            _ => value.to_owned(),
+        };
+    }
+    if value.starts_with("alias/") {
+        unknown_key(region, account)
+    } else {
+        format!("arn:{p}:kms:{region}:{account}:key/{value}")
+    }
+}
+
+/// A Secrets Manager `SecretId` as IAM evaluates it: the secret's full ARN, whose name
+/// ends in `-` and six random characters. Called by name (or by a partial ARN without the
+/// suffix), the suffix is unknown: `NAME-??????` (see `custody_grant`'s template
+/// resources). A full ARN is taken as it is.
+pub(crate) fn secret_arn(value: &str, ctx: ArnCtx<'_>) -> String {
+    let full = |arn: &str| {
+        arn.rsplit_once('-').is_some_and(|(_, suffix)| {
+            suffix.len() == 6 && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+    };
+    if value.starts_with("arn:") {
+        return if full(value) {
+            value.to_owned()
+        } else {
+            format!("{value}-??????")
+        };
+    }
+    format!(
+        "arn:{}:secretsmanager:{}:{}:secret:{value}-??????",
+        ctx.partition, ctx.region, ctx.account
+    )
 }
 
 /// `(account, queue name)` of a queue URL `scheme://host/account/name`; also accepts the
