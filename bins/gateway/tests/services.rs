@@ -423,8 +423,7 @@ fn secrets_called_by_name_are_decided_on_the_arn_iam_evaluates() {
     let denied = gw
         .entries()
         .into_iter()
-        .filter(|e| e["kind"] == "request_decision" && e["allowed"] == false)
-        .last()
+        .rfind(|e| e["kind"] == "request_decision" && e["allowed"] == false)
         .unwrap();
     assert!(
         denied["reason"]
