@@ -229,7 +229,7 @@ impl Gateway {
         } else {
             "http"
         };
-        let agent_url = format!("{scheme}://{}", config.agent.listen);
+        let agent_url = agent_url(&config, scheme);
         let nofile = crate::limits::raise_nofile_limit();
         let agent_connection_cap = match config.limits.max_agent_connections {
             0 => crate::limits::default_agent_connections(nofile),
@@ -822,6 +822,30 @@ pub fn keygen(config: &Config) -> Result<String, AppError> {
     std::fs::write(&path, format!("{vkey}\n"))
         .map_err(|e| AppError::Other(format!("`{}`: {e}", path.display())))?;
     Ok(vkey)
+}
+
+/// The endpoint agents are given: `agent.public_url`, else the listen address, with an
+/// all-interfaces address (`0.0.0.0`, `::`) replaced by loopback (a client cannot connect
+/// to `0.0.0.0`) and a warning that remote agents need `public_url`.
+fn agent_url(config: &Config, scheme: &str) -> String {
+    if let Some(url) = &config.agent.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let mut listen = config.agent.listen;
+    if listen.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if listen.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        tracing::warn!(
+            listen = %config.agent.listen,
+            "agent.listen is on all interfaces: agents are given {} as their endpoint; set agent.public_url to the address remote agents use",
+            std::net::SocketAddr::new(loopback, listen.port())
+        );
+        listen.set_ip(loopback);
+    }
+    format!("{scheme}://{listen}")
 }
 
 /// The log's origin: the one a `--new-log` start recorded in `<data_dir>/log.origin`, else

@@ -66,6 +66,10 @@ pub struct Listener {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
+    /// The URL agents are given as their endpoint (`AWS_ENDPOINT_URL`), e.g.
+    /// `https://custody.internal:8432`, when it is not the listen address (a load
+    /// balancer, a DNS name, a listener on all interfaces). Agent listener only.
+    pub public_url: Option<String>,
     /// Agent threads: N threads of their own, each a single-threaded runtime with its own
     /// upstream connection pool, each new connection given to the one with the fewest open,
     /// so a connection's work never crosses threads. 0: agent requests run on the shared
@@ -325,6 +329,7 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
                 tls_cert: None,
                 tls_key: None,
+                public_url: None,
                 threads: None,
             },
             admin: AdminConfig {
@@ -465,6 +470,20 @@ impl Config {
                 return Err(invalid(
                     &format!("{key}.tls_cert"),
                     "`tls_cert` and `tls_key` must be set together".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.agent.public_url {
+            let ok = url.parse::<http::Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.authority().is_some()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none()
+            });
+            if !ok {
+                return Err(invalid(
+                    "agent.public_url",
+                    format!("`{url}` is not an http(s) URL of a host (and port), without a path"),
                 ));
             }
         }
@@ -707,6 +726,33 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(msg.contains("c.toml") && msg.contains(key), "{msg}");
+        }
+    }
+
+    #[test]
+    fn the_agent_public_url_must_be_a_host_url() {
+        let c = Config::parse(
+            "[agent]\npublic_url = \"https://custody.internal:8432\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.agent.public_url.as_deref(),
+            Some("https://custody.internal:8432")
+        );
+        for bad in [
+            "custody.internal:8432",
+            "ftp://x",
+            "https://x/path",
+            "http://",
+        ] {
+            let msg = Config::parse(
+                &format!("[agent]\npublic_url = \"{bad}\"\n"),
+                Path::new("c.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(msg.contains("agent.public_url"), "{bad}: {msg}");
         }
     }
 

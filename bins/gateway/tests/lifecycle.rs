@@ -975,3 +975,38 @@ fn a_response_the_agent_stops_reading_is_recorded_with_why() {
     assert_eq!(others.len(), 1, "{entries:?}");
     assert!(others[0].get("error").is_none(), "{}", others[0]);
 }
+
+#[test]
+fn agents_are_given_an_endpoint_they_can_reach() {
+    // Listening on all interfaces: agents get loopback, not 0.0.0.0, and the log says
+    // remote agents need `public_url`.
+    let stack = Stack::start_with(|c| {
+        *c = c.replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:");
+    });
+    let gw = &stack.gateway;
+    let grant = gw.request_reader("agent:x", "t", &[]);
+    let env = gw.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    assert_eq!(env.endpoint, format!("http://127.0.0.1:{}", gw.agent_port));
+    assert!(gw.server_log().contains("set agent.public_url"));
+    // With `public_url`, that is the endpoint.
+    let stack = Stack::start_with(|c| {
+        *c = c.replace(
+            "[agent]\n",
+            "[agent]\npublic_url = \"https://custody.example.internal:8432/\"\n",
+        );
+    });
+    let gw = &stack.gateway;
+    let grant = gw.request_reader("agent:x", "t", &[]);
+    let out = gw.cli(
+        ADMIN_TOKEN,
+        &[
+            "grant",
+            "credentials",
+            grant["id"].as_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["endpoint"], "https://custody.example.internal:8432");
+}
