@@ -433,3 +433,45 @@ fn secrets_called_by_name_are_decided_on_the_arn_iam_evaluates() {
         "{denied}"
     );
 }
+
+#[test]
+fn a_sigv2_presigned_url_is_refused_with_the_fix_and_recorded_against_its_grant() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let grant = gw.request_reader("agent:x", "t", &[]);
+    let env = gw.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    // boto3 presigns S3 with SigV2 query auth unless told otherwise.
+    let v = python_json(
+        r#"
+import boto3, json, urllib.request, urllib.error
+from botocore.config import Config
+s3 = boto3.client("s3")
+out = {}
+url = s3.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "q1/summary.txt"})
+out["v2"] = "AWSAccessKeyId=" in url
+try:
+    urllib.request.urlopen(url)
+    out["status"] = 200
+except urllib.error.HTTPError as e:
+    out["status"] = e.code
+    out["body"] = e.read().decode()
+v4 = boto3.client("s3", config=Config(signature_version="s3v4"))
+url = v4.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "q1/summary.txt"})
+out["v4"] = urllib.request.urlopen(url).read().decode()
+print(json.dumps(out))
+"#,
+        &env,
+        gw,
+    );
+    assert_eq!(v["v2"], true, "{v}");
+    assert_eq!(v["status"], 501, "{v}");
+    assert!(v["body"].as_str().unwrap().contains("s3v4"), "{v}");
+    assert_eq!(v["v4"], "q1 numbers", "{v}");
+    let refused = gw
+        .entries()
+        .into_iter()
+        .find(|e| e["kind"] == "request_decision" && e["allowed"] == false)
+        .unwrap();
+    assert_eq!(refused["grant_id"], grant["id"], "{refused}");
+    assert_eq!(refused["identity"], "agent:x", "{refused}");
+}

@@ -196,12 +196,41 @@ fn check_head(
         Some(secret)
     };
     let result = verify(parts, &lookup, now, &VerifyOptions::default());
-    let entry = found.into_inner();
+    let mut entry = found.into_inner();
+    if entry.is_none()
+        && matches!(result, Err(AuthError::NotImplemented(_)))
+        && let Some(akid) = sigv2_access_key(parts)
+    {
+        // A SigV2 request names its key too: its refusal is recorded against that grant
+        // (as a bad SigV4 signature is), so the operator sees whose client needs fixing.
+        entry = shared.grants.lookup(&akid);
+    }
     match (result, entry) {
         (Ok(v), Some(entry)) => Ok((v, entry)),
         (Ok(_), None) => Err((AuthError::MissingAuthentication, None)),
         (Err(e), entry) => Err((e, entry)),
     }
+}
+
+/// The access key id a SigV2 request names: `AWSAccessKeyId` in a presigned query, or
+/// `Authorization: AWS <key>:<signature>`.
+fn sigv2_access_key(parts: &http::request::Parts) -> Option<String> {
+    let from_header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("AWS "))
+        .and_then(|v| v.split(':').next());
+    let from_query = || {
+        parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("AWSAccessKeyId="))
+        })
+    };
+    from_header
+        .or_else(from_query)
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .map(str::to_owned)
 }
 
 /// The error format before anything is verified: by the signing name in the credential

@@ -435,7 +435,7 @@ fn parse_auth(parts: &Parts) -> Result<AuthParams, AuthError> {
         (None, None) => {
             if query_param(query, "AWSAccessKeyId")?.is_some() {
                 return Err(AuthError::NotImplemented(
-                    "signature version 2 is not supported".to_owned(),
+                    "signature version 2 is not supported: sign with SigV4 (boto3 presigned URLs: `Config(signature_version=\"s3v4\")`; aws cli: `aws configure set default.s3.signature_version s3v4`)".to_owned(),
                 ));
             }
             if query_param(query, "X-Amz-Credential")?.is_some() {
@@ -462,7 +462,7 @@ fn check_algorithm(alg: &str) -> Result<(), AuthError> {
             "sigv4a (AWS4-ECDSA-P256-SHA256) is not supported".to_owned(),
         )),
         "AWS" => Err(AuthError::NotImplemented(
-            "signature version 2 is not supported".to_owned(),
+            "signature version 2 is not supported: sign with SigV4 (boto3 presigned URLs: `Config(signature_version=\"s3v4\")`; aws cli: `aws configure set default.s3.signature_version s3v4`)".to_owned(),
         )),
         other => Err(AuthError::IncompleteSignature(format!(
             "unsupported algorithm `{}`",
