@@ -352,8 +352,8 @@ fn bad_signatures_unknown_keys_and_skew_get_aws_errors() {
     );
 }
 
-/// A grant over Secrets Manager (approved by bob): `args` are its scope.
-fn secrets_grant(stack: &Stack, args: &[&str]) -> AwsEnv {
+/// A grant for `agent:etl` on role `writer` (approved by bob): `args` are its scope.
+fn scoped_grant(stack: &Stack, args: &[&str]) -> AwsEnv {
     let gw = &stack.gateway;
     let mut all = vec![
         "--identity",
@@ -390,7 +390,7 @@ fn secrets_called_by_name_are_decided_on_the_arn_iam_evaluates() {
     let gw = &stack.gateway;
     let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:";
     // An Allow on the form AWS documents (`NAME-??????`) covers a call by name.
-    let env = secrets_grant(
+    let env = scoped_grant(
         &stack,
         &[
             "--allow",
@@ -403,7 +403,7 @@ fn secrets_called_by_name_are_decided_on_the_arn_iam_evaluates() {
     assert_eq!(v["db-password"], "hunter2", "{v}");
     assert_eq!(v["holdout-secret"], "AccessDeniedException", "{v}");
     // A Deny on that form stops a call by name, under an Allow on everything.
-    let env = secrets_grant(
+    let env = scoped_grant(
         &stack,
         &[
             "--allow",
@@ -474,4 +474,60 @@ print(json.dumps(out))
         .unwrap();
     assert_eq!(refused["grant_id"], grant["id"], "{refused}");
     assert_eq!(refused["identity"], "agent:x", "{refused}");
+}
+
+#[test]
+fn a_deny_on_one_instance_stops_its_termination_and_no_other() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let env = scoped_grant(&stack, &["--allow", "ec2:*", "--resource", "*"]);
+    let v = python_json(
+        r#"
+import boto3, json
+ec2 = boto3.client("ec2")
+image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+ids = [i["InstanceId"] for i in ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2)["Instances"]]
+print(json.dumps(ids))
+"#,
+        &env,
+        gw,
+    );
+    let ids: Vec<String> = serde_json::from_value(v).unwrap();
+    // Now deny terminating the first one only.
+    let (prod, dev) = (&ids[0], &ids[1]);
+    let env = scoped_grant(
+        &stack,
+        &[
+            "--allow",
+            "ec2:*",
+            "--resource",
+            "*",
+            "--deny",
+            "ec2:TerminateInstances",
+            "--resource",
+            &format!("arn:aws:ec2:us-east-1:123456789012:instance/{prod}"),
+        ],
+    );
+    let v = python_json(
+        &format!(
+            r#"
+import boto3, json
+ec2 = boto3.client("ec2")
+out = {{}}
+for name, i in [("dev", "{dev}"), ("prod", "{prod}"), ("both", None)]:
+    try:
+        ids = [i] if i else ["{dev}", "{prod}"]
+        ec2.terminate_instances(InstanceIds=ids)
+        out[name] = "terminated"
+    except Exception as e:
+        out[name] = e.response["Error"]["Code"]
+print(json.dumps(out))
+"#
+        ),
+        &env,
+        gw,
+    );
+    assert_eq!(v["dev"], "terminated", "{v}");
+    assert_eq!(v["prod"], "AccessDenied", "{v}");
+    assert_eq!(v["both"], "AccessDenied", "{v}");
 }

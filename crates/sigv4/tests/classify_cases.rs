@@ -1056,5 +1056,42 @@ mod classify {
             (c.protocol, actions(&c)),
             (Protocol::Ec2, vec![("ec2:DescribeInstances", vec!["*"])])
         );
+        // The instances, volumes, … IAM evaluates, where the operation names them and
+        // they are all the resources the Service Authorization Reference lists for it.
+        let i = "arn:aws:ec2:us-east-1:111122223333:instance/";
+        let c = form(
+            "ec2",
+            "Action=TerminateInstances&Version=2016-11-15&InstanceId.2=i-b&InstanceId.1=i-a",
+        )
+        .unwrap();
+        assert_eq!(
+            actions(&c),
+            vec![(
+                "ec2:TerminateInstances",
+                vec![format!("{i}i-a").as_str(), format!("{i}i-b").as_str()]
+            )]
+        );
+        let c = form(
+            "ec2",
+            "Action=AttachVolume&Version=2016-11-15&InstanceId=i-a&VolumeId=vol-1&Device=/dev/sdf",
+        )
+        .unwrap();
+        assert_eq!(
+            actions(&c),
+            vec![(
+                "ec2:AttachVolume",
+                vec![
+                    format!("{i}i-a").as_str(),
+                    "arn:aws:ec2:us-east-1:111122223333:volume/vol-1"
+                ]
+            )]
+        );
+        // By name, a security group has no ARN the request gives: unknown.
+        let c = form(
+            "ec2",
+            "Action=DeleteSecurityGroup&Version=2016-11-15&GroupName=web",
+        )
+        .unwrap();
+        assert_eq!(actions(&c), vec![("ec2:DeleteSecurityGroup", vec!["*"])]);
     }
 }

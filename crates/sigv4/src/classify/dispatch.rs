@@ -451,7 +451,15 @@ impl Req<'_> {
             Loc::Header => Ok(one(header(self.input.headers, wire)?)),
             Loc::Xml => Ok(None),
             Loc::Body => match self.protocol {
-                Protocol::Query | Protocol::Ec2 => Ok(one(self.params.get(wire)?)),
+                Protocol::Query | Protocol::Ec2 => match self.params.get(wire)? {
+                    Some(v) => Ok(Some(MemberValue::One(v.to_owned()))),
+                    // A list member: `Wire.1…` (EC2) or `Wire.member.1…` (query).
+                    None => Ok(self
+                        .params
+                        .list(wire)
+                        .or_else(|| self.params.list(&format!("{wire}.member")))
+                        .map(MemberValue::Many)),
+                },
                 Protocol::Json | Protocol::RestJson | Protocol::RestXml => {
                     let Some(json) = &self.json else {
                         return Err(ClassifyError::BodyRequired {

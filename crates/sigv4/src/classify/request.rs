@@ -54,6 +54,27 @@ impl Params {
     }
 
     /// All keys, in order, with repeats.
+    /// The items of a flattened list member `prefix.1`, `prefix.2`, … (EC2's form; pass
+    /// `Name.member` for the query protocol's), in index order; `None` if there are none.
+    /// Every value is returned, so none can hide from the classification.
+    pub(crate) fn list(&self, prefix: &str) -> Option<Vec<String>> {
+        let mut items: Vec<(u64, &str)> = self
+            .pairs
+            .iter()
+            .filter_map(|(k, v)| {
+                let n = k.strip_prefix(prefix)?.strip_prefix('.')?;
+                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| n.parse().ok().map(|n| (n, v.as_str())))
+                    .flatten()
+            })
+            .collect();
+        if items.is_empty() {
+            return None;
+        }
+        items.sort_by_key(|(n, _)| *n);
+        Some(items.into_iter().map(|(_, v)| v.to_owned()).collect())
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         self.pairs.iter().map(|(k, _)| k.as_str())
     }
