@@ -151,16 +151,30 @@ async fn route(
         }
         (&Method::POST, ["v1", "grants", id, "approve"]) => Ok((
             StatusCode::OK,
-            view(gateway, &gateway.decide_grant(who, id, true).await?),
+            view(gateway, &gateway.decide_grant(who, id, true, None).await?),
         )),
-        (&Method::POST, ["v1", "grants", id, "deny"]) => Ok((
-            StatusCode::OK,
-            view(gateway, &gateway.decide_grant(who, id, false).await?),
-        )),
-        (&Method::POST, ["v1", "grants", id, "revoke"]) => Ok((
-            StatusCode::OK,
-            view(gateway, &gateway.revoke_grant(who, id).await?),
-        )),
+        (&Method::POST, ["v1", "grants", id, "deny"]) => {
+            let reason = reason(&body)?;
+            Ok((
+                StatusCode::OK,
+                view(
+                    gateway,
+                    &gateway
+                        .decide_grant(who, id, false, reason.as_deref())
+                        .await?,
+                ),
+            ))
+        }
+        (&Method::POST, ["v1", "grants", id, "revoke"]) => {
+            let reason = reason(&body)?;
+            Ok((
+                StatusCode::OK,
+                view(
+                    gateway,
+                    &gateway.revoke_grant(who, id, reason.as_deref()).await?,
+                ),
+            ))
+        }
         (&Method::POST, ["v1", "grants", id, "credentials"]) => {
             Ok((StatusCode::OK, gateway.release_credentials(who, id).await?))
         }
@@ -176,6 +190,24 @@ fn parse_status(s: &str) -> Result<GrantStatus, OpError> {
         status: 400,
         message: format!("unknown status `{s}` (pending, active, denied, revoked, expired)"),
     })
+}
+
+/// The optional `{"reason": "…"}` of a deny or revoke (an empty body has none).
+fn reason(body: &[u8]) -> Result<Option<String>, OpError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        reason: Option<String>,
+    }
+    serde_json::from_slice::<Body>(body)
+        .map(|b| b.reason)
+        .map_err(|e| OpError {
+            status: 400,
+            message: format!("body: {e} (expected {{\"reason\": \"…\"}})"),
+        })
 }
 
 fn view(gateway: &Gateway, grant: &Grant) -> serde_json::Value {

@@ -258,6 +258,11 @@ impl Gateway {
             crate::refusals::settings(&config.limits),
             clock.now(),
         );
+        if config.roles.is_empty() {
+            tracing::warn!(
+                "no [[roles]] configured: every grant request will be refused until one is added to the config (and the gateway restarted); see docs/configuration.md"
+            );
+        }
         let rate_limits = config.limits.rate_limits();
         Ok(Arc::new(Self {
             config,
@@ -488,6 +493,7 @@ impl Gateway {
         who: &Principal,
         id: &str,
         approve: bool,
+        reason: Option<&str>,
     ) -> Result<Grant, OpError> {
         if matches!(who, Principal::Agent(_)) {
             return Err(OpError::new(403, "agents cannot approve or deny grants"));
@@ -499,7 +505,7 @@ impl Gateway {
         let next = if approve {
             current.approve(who.name(), now)
         } else {
-            current.deny(who.name(), now)
+            current.deny(who.name(), now).map(|g| g.with_reason(reason))
         }
         .map_err(|e| OpError::new(409, e.to_string()))?;
         if approve {
@@ -518,7 +524,12 @@ impl Gateway {
     }
 
     /// Revoke a grant; the next request under it is denied.
-    pub async fn revoke_grant(&self, who: &Principal, id: &str) -> Result<Grant, OpError> {
+    pub async fn revoke_grant(
+        &self,
+        who: &Principal,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<Grant, OpError> {
         let id = parse_id(id)?;
         let _guard = self.lifecycle.lock().await;
         let current = self.get_grant(&id)?;
@@ -527,9 +538,12 @@ impl Gateway {
         {
             return Err(OpError::new(404, format!("no grant `{}`", id.as_str())));
         }
+        let now = self.now();
         let next = self
             .store
-            .revoke(&id, who.name(), self.now())
+            .update(&id, &mut |g| {
+                g.revoke(who.name(), now).map(|n| n.with_reason(reason))
+            })
             .map_err(|e| OpError::new(409, e.to_string()))?;
         // Power removed first; now the record and the credential cache.
         self.broker.revoke(id.as_str());
@@ -883,18 +897,33 @@ pub async fn run(config: Config, new_log: Option<String>) -> Result<(), AppError
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let handles = start(gateway.clone(), shutdown_rx).await?;
-    eprintln!(
-        "custody-gateway: agents → {}  admin → {}://{}  admin token: {}  log key: {}",
-        gateway.agent_url,
+    let admin_url = format!(
+        "{}://{}",
         if gateway.config.admin.tls_cert.is_some() {
             "https"
         } else {
             "http"
         },
-        handles.admin_addr,
-        token_hint(&gateway.config),
-        gateway.config.data_dir.join("log.vkey").display(),
+        handles.admin_addr
     );
+    let vkey = gateway.config.data_dir.join("log.vkey");
+    if crate::json_logs() {
+        // Every line JSON: the banner is a log event like the rest.
+        tracing::info!(
+            agents = %gateway.agent_url,
+            admin = %admin_url,
+            admin_token = %token_hint(&gateway.config),
+            log_key = %vkey.display(),
+            "custody-gateway serving"
+        );
+    } else {
+        eprintln!(
+            "custody-gateway: agents → {}  admin → {admin_url}  admin token: {}  log key: {}",
+            gateway.agent_url,
+            token_hint(&gateway.config),
+            vkey.display(),
+        );
+    }
     signals.await;
     tracing::info!("shutting down: draining connections");
     let _ = shutdown_tx.send(true);

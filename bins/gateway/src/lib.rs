@@ -18,6 +18,11 @@ pub mod server;
 
 pub use app::run;
 
+/// Whether logs are JSON lines (`CUSTODY_LOG_FORMAT=json`).
+pub fn json_logs() -> bool {
+    std::env::var("CUSTODY_LOG_FORMAT").as_deref() == Ok("json")
+}
+
 /// Structured logs to stderr; `RUST_LOG` filters (default `info` when serving, `warn`
 /// for CLI commands). `CUSTODY_LOG_FORMAT=json` switches to JSON lines.
 pub fn init_tracing(serving: bool) {
@@ -28,7 +33,7 @@ pub fn init_tracing(serving: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if std::env::var("CUSTODY_LOG_FORMAT").as_deref() == Ok("json") {
+    if json_logs() {
         builder.json().init();
     } else {
         builder.init();

@@ -410,7 +410,13 @@ fn expiry_and_revocation_take_effect_on_the_next_request() {
     let id = grant["id"].as_str().unwrap();
     let env = gw.agent_env(ADMIN_TOKEN, id);
     assert!(run_aws_cli(&get, &env, None).unwrap().success());
-    assert!(gw.cli(ALICE_TOKEN, &["grant", "revoke", id]).success());
+    assert!(
+        gw.cli(
+            ALICE_TOKEN,
+            &["grant", "revoke", id, "--reason", "the task is done"]
+        )
+        .success()
+    );
     let out = run_python(
         "import boto3\nboto3.client('s3').get_object(Bucket='reports', Key='q1/summary.txt')",
         &env,
@@ -432,6 +438,26 @@ fn expiry_and_revocation_take_effect_on_the_next_request() {
         .unwrap();
     assert!(last > revoked && entries[last]["allowed"] == false);
     assert_eq!(gw.verify(&[]).status, 0);
+    // The reason is kept: in the log, the store, `grant show` and the transcript.
+    assert_eq!(
+        entries[revoked]["grant"]["status_reason"], "the task is done",
+        "{}",
+        entries[revoked]
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&gw.cli(ADMIN_TOKEN, &["grant", "show", id]).stdout).unwrap();
+    assert_eq!(shown["status_reason"], "the task is done");
+    let transcript = std::process::Command::new(support::verify_bin())
+        .args(["query"])
+        .arg(gw.log_dir())
+        .args(["--task", "t2"])
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&transcript.stdout);
+    assert!(
+        transcript.contains("revoked") && transcript.contains("reason=\"the task is done\""),
+        "{transcript}"
+    );
 
     // A request budget stops a runaway loop: two requests, then denied.
     let budgeted = gw.request_reader("agent:x", "t3", &["--budget", "2"]);
@@ -1009,4 +1035,30 @@ fn agents_are_given_an_endpoint_they_can_reach() {
     );
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["endpoint"], "https://custody.example.internal:8432");
+}
+
+#[test]
+fn json_logs_are_json_from_the_first_line_and_a_config_without_roles_says_so() {
+    let mut stack = Stack::start_with(|c| {
+        let cut = c.find("[[roles]]").unwrap();
+        c.truncate(cut);
+    });
+    let gw = &mut stack.gateway;
+    gw.terminate();
+    std::fs::write(gw.dir.path().join("gateway.log"), "").unwrap();
+    gw.env.push(("CUSTODY_LOG_FORMAT".into(), "json".into()));
+    gw.spawn();
+    assert_eq!(gw.admin_get("/readyz").0, 200);
+    gw.terminate();
+    let log = gw.server_log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3, "{log}");
+    for l in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(l).is_ok(),
+            "not JSON: {l}"
+        );
+    }
+    assert!(log.contains("custody-gateway serving"), "{log}");
+    assert!(log.contains("no [[roles]] configured"), "{log}");
 }

@@ -39,6 +39,7 @@ fn grant(scope: Scope) -> Grant {
         created_at: datetime!(2026-06-01 10:00 UTC),
         status_changed_at: datetime!(2026-06-01 10:00 UTC),
         status_changed_by: None,
+        status_reason: None,
     }
 }
 

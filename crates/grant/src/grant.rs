@@ -55,6 +55,9 @@ pub struct Grant {
     pub status_changed_at: OffsetDateTime,
     /// Who made the last status change (approver, denier, revoker), if a person did.
     pub status_changed_by: Option<String>,
+    /// Why, when the person who denied or revoked the grant said (at most 1 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
 }
 
 /// The task a grant serves.
@@ -283,6 +286,7 @@ impl Grant {
             created_at: now,
             status_changed_at: now,
             status_changed_by: None,
+            status_reason: None,
         };
         Ok(IssuedGrant { grant, secret })
     }
@@ -382,6 +386,19 @@ impl Grant {
         self.status = status;
         self.status_changed_at = now;
         self.status_changed_by = by.map(str::to_owned);
+        self.status_reason = None;
+    }
+
+    /// The same grant with the reason for its last status change (cut at 1 KiB).
+    pub fn with_reason(mut self, reason: Option<&str>) -> Self {
+        self.status_reason = reason.map(str::trim).filter(|r| !r.is_empty()).map(|r| {
+            let mut end = r.len().min(1024);
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r[..end].to_owned()
+        });
+        self
     }
 }
 

@@ -39,6 +39,10 @@ pub struct Entry {
 /// What an entry records. Serialised with a `kind` tag in snake case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "an entry is built, encoded and dropped one at a time; boxing the grant would cost every grant event an allocation for nothing"
+)]
 pub enum EntryBody {
     /// The gateway opened the log.
     GatewayStarted {

@@ -97,11 +97,17 @@ pub fn summary(e: &Entry) -> String {
     let what = match &e.body {
         EntryBody::GatewayStarted { software, .. } => format!("gateway started ({software})"),
         EntryBody::GatewayStopped { reason } => format!("gateway stopped ({reason})"),
-        EntryBody::Grant(g) => format!(
-            "grant {} {:?} identity={} task={} by={}",
-            g.grant_id, g.event, g.identity, g.task_id, g.by
-        )
-        .to_lowercase(),
+        EntryBody::Grant(g) => {
+            let line = format!(
+                "grant {} {:?} identity={} task={} by={}",
+                g.grant_id, g.event, g.identity, g.task_id, g.by
+            )
+            .to_lowercase();
+            match g.grant.as_ref().and_then(|g| g.status_reason.as_deref()) {
+                Some(reason) => format!("{line} reason={reason:?}"),
+                None => line,
+            }
+        }
         EntryBody::RequestDecision(d) => {
             let actions: Vec<String> = d
                 .access
