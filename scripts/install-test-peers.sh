@@ -20,3 +20,12 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
     echo "installing test peer: s3s-fs 0.14.1 (cargo install, about 2 minutes)" >&2
     cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
 fi
+
+# promtool (Debian's prometheus package): checks /metrics as Prometheus parses it.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "installing test peer: promtool (apt package prometheus)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 \
+        || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends prometheus >/dev/null; }
+    command -v promtool >/dev/null 2>&1 || { echo "promtool is still missing" >&2; exit 1; }
+fi

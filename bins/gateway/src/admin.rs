@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | anyone | the process is up |
 //! | `GET /readyz` | anyone | the log can be appended (else 503 and why) |
-//! | `GET /metrics` | anyone | Prometheus text |
+//! | `GET /metrics` | anyone | Prometheus text 0.0.4, or OpenMetrics when `Accept` asks |
 //! | `POST /v1/grants` | admin, person, agent (for itself) | request a grant |
 //! | `GET /v1/grants[?identity=&status=]` | admin, person; agent (own) | list |
 //! | `GET /v1/grants/{id}` | admin, person; agent (own) | show |
@@ -66,12 +66,29 @@ pub async fn handle(
             };
         }
         (&Method::GET, "/metrics") => {
-            let mut resp = text(StatusCode::OK, &gateway.metrics.render());
+            // Content negotiation: OpenMetrics when the scraper asks for it, else the
+            // classic text format every Prometheus-compatible parser reads.
+            let openmetrics = parts
+                .headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            let (body, content_type) = if openmetrics {
+                (
+                    gateway.metrics.render(),
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    gateway.metrics.render_prometheus_text(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
+            let mut resp = text(StatusCode::OK, &body);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                header::HeaderValue::from_static(content_type),
             );
             return resp;
         }

@@ -245,6 +245,60 @@ impl Metrics {
             .inc();
     }
 
+    /// The Prometheus text exposition format 0.0.4, what `/metrics` serves unless
+    /// OpenMetrics is asked for: the OpenMetrics text with no `# EOF` and `# UNIT` lines,
+    /// and each counter's `HELP` and `TYPE` naming its `_total` samples (in OpenMetrics
+    /// they name the family). Written by hand: prometheus-client encodes OpenMetrics only.
+    pub fn render_prometheus_text(&self) -> String {
+        let open = self.render();
+        let mut out = String::with_capacity(open.len());
+        let mut help: Option<&str> = None;
+        for line in open.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                if let Some(h) = help.replace(line) {
+                    out.push_str(h);
+                    out.push('\n');
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+                let counter = kind == "counter" && !name.ends_with("_total");
+                if let Some(h) = help.take() {
+                    match (
+                        counter,
+                        h.strip_prefix("# HELP ").and_then(|r| r.split_once(' ')),
+                    ) {
+                        (true, Some((n, text))) => {
+                            out.push_str(&format!("# HELP {n}_total {text}\n"));
+                        }
+                        _ => {
+                            out.push_str(h);
+                            out.push('\n');
+                        }
+                    }
+                }
+                if counter {
+                    out.push_str(&format!("# TYPE {name}_total counter\n"));
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                continue;
+            }
+            if let Some(h) = help.take() {
+                out.push_str(h);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -312,5 +366,31 @@ mod tests {
             series(&m, "denied", &format!("svc{}", MAX_SERVICE_LABELS)),
             None
         );
+    }
+
+    #[test]
+    fn the_classic_text_names_counter_samples_and_has_no_eof() {
+        let m = Metrics::new();
+        m.count_request(true, Some("s3"));
+        m.count_refusal("Throttled", false);
+        let text = m.render_prometheus_text();
+        assert!(
+            text.contains("# TYPE custody_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP custody_requests_total Agent requests"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE custody_upstream_latency_seconds histogram\n"));
+        assert!(!text.contains("# EOF"));
+        assert!(
+            text.contains("custody_refusals_total{code=\"Throttled\",recorded=\"counted\"} 1\n")
+        );
+        // Every sample line of the OpenMetrics form is there, unchanged.
+        let open = m.render();
+        for line in open.lines().filter(|l| !l.starts_with('#')) {
+            assert!(text.contains(line), "{line}");
+        }
     }
 }

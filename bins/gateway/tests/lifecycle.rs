@@ -1062,3 +1062,55 @@ fn json_logs_are_json_from_the_first_line_and_a_config_without_roles_says_so() {
     assert!(log.contains("custody-gateway serving"), "{log}");
     assert!(log.contains("no [[roles]] configured"), "{log}");
 }
+
+#[test]
+fn metrics_pass_promtool_and_openmetrics_is_there_when_asked() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let grant = gw.request_reader("agent:x", "t", &[]);
+    let env = gw.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
+    assert!(
+        run_aws_cli(
+            &["s3", "cp", "s3://reports/q1/summary.txt", "-"],
+            &env,
+            None
+        )
+        .unwrap()
+        .success()
+    );
+    let fetch = |accept: &str| {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import urllib.request,sys\nr=urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:{}/metrics',headers={{'Accept':'{accept}'}}))\nsys.stdout.write(r.headers['Content-Type']+'\\n'+r.read().decode())",
+                gw.admin_port
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let classic = fetch("text/plain");
+    let (content_type, body) = classic.split_once('\n').unwrap();
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    // promtool (Debian's prometheus package) reads it as Prometheus does.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install-test-peers.sh installs it)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}\n{body}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(body.contains("custody_requests_total{decision=\"allowed\",service=\"s3\"} "));
+    let open = fetch("application/openmetrics-text; version=1.0.0");
+    let (content_type, body) = open.split_once('\n').unwrap();
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    assert!(body.trim_end().ends_with("# EOF"));
+}
