@@ -14,7 +14,15 @@ cargo build --quiet -p custody-gateway -p custody-verify
 BIN="$PWD/target/debug"
 WORK="$(mktemp -d)"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# Stop the gateway first (it seals the log and writes its files on SIGTERM), wait for each
+# process to be gone, and only then remove their directory.
+cleanup() {
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill "${PIDS[$i]}" 2>/dev/null || true
+        wait "${PIDS[$i]}" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

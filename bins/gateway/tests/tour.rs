@@ -186,3 +186,26 @@ fn tour_allowed_denied_revoked_verified() {
     );
     assert!(out.stdout.contains("truncat"), "{}", out.stdout);
 }
+
+#[test]
+fn the_tour_script_runs_clean() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg("examples/tour.sh")
+        .current_dir(&root)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "examples/tour.sh exited {:?}\n{stdout}\n{stderr}",
+        out.status.code()
+    );
+    // It showed what it says it shows.
+    assert!(stdout.contains("revenue up 12%"), "{stdout}");
+    assert!(stdout.contains("AccessDenied"), "{stdout}");
+    assert!(stdout.contains("intact:"), "{stdout}");
+    assert!(stdout.contains("reason=\"report done\""), "{stdout}");
+}
