@@ -315,7 +315,7 @@ pub fn verify_inclusion(
 // === Consistency proofs ===
 
 /// The consistency proof that the tree of the first `old_size` leaves is a prefix of the
-/// tree of all `leaves` (RFC 9162 §2.1.4.1, PROOF(m, D[n])). Empty when `old_size` is 0
+/// tree of all `leaves` (RFC 9162 §2.1.4.1, `PROOF(m, D[n])`). Empty when `old_size` is 0
 /// or all of `leaves`; `None` if `old_size` is larger than the tree.
 pub fn consistency_proof(leaves: &[Hash], old_size: u64) -> Option<Vec<Hash>> {
     let m = usize::try_from(old_size).ok()?;
