@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `GET /healthz` | anyone | the process is up |
 //! | `GET /readyz` | anyone | the log can be appended (else 503 and why) |
+//! | `GET /v1/log/consistency?from=SIZE` | admin, person | consistency proof from the log's checkpoint of SIZE to its newest |
 //! | `GET /metrics` | anyone | Prometheus text 0.0.4, or OpenMetrics when `Accept` asks |
 //! | `POST /v1/grants` | admin, person, agent (for itself) | request a grant |
 //! | `GET /v1/grants[?identity=&status=]` | admin, person; agent (own) | list |
@@ -162,6 +163,17 @@ async fn route(
             let grants = gateway.list_grants(who, identity, status)?;
             let list: Vec<serde_json::Value> = grants.iter().map(|g| view(gateway, g)).collect();
             Ok((StatusCode::OK, serde_json::json!({ "grants": list })))
+        }
+        (&Method::GET, ["v1", "log", "consistency"]) => {
+            if matches!(who, Principal::Agent(_)) {
+                return Err(OpError {
+                    status: 403,
+                    message: "agents cannot ask for log proofs".into(),
+                });
+            }
+            // Reads the whole log (streamed): let the runtime move other work away.
+            let proof = tokio::task::block_in_place(|| crate::proofs::consistency(gateway, query))?;
+            Ok((StatusCode::OK, proof))
         }
         (&Method::GET, ["v1", "grants", id]) => {
             Ok((StatusCode::OK, view(gateway, &gateway.show_grant(who, id)?)))

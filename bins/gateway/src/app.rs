@@ -86,7 +86,7 @@ pub struct OpError {
 }
 
 impl OpError {
-    fn new(status: u16, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),

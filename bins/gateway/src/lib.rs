@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod newlog;
 pub mod policy;
+pub mod proofs;
 pub mod refusals;
 pub mod server;
 

@@ -292,3 +292,65 @@ fn a_refused_log_is_set_aside_and_the_new_log_says_what_it_replaces() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn the_running_log_proves_an_old_checkpoint_consistent_with_its_newest() {
+    let stack = Stack::start();
+    some_history(&stack);
+    let gw = &stack.gateway;
+    // An auditor kept an early checkpoint (the log seals its first entry at once).
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(gw.log_dir().join("checkpoints.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let size: u64 = first["note"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    some_history(&stack);
+    std::thread::sleep(Duration::from_millis(500));
+    let get = |path: &str, token: &str| {
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import urllib.request,urllib.error,sys\nr=urllib.request.Request('http://127.0.0.1:{}{path}',headers={{'Authorization':'Bearer {token}'}})\ntry:\n  sys.stdout.write(urllib.request.urlopen(r).read().decode())\nexcept urllib.error.HTTPError as e:\n  sys.stdout.write(str(e.code))",
+                gw.admin_port
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let proof = get(&format!("/v1/log/consistency?from={size}"), ADMIN_TOKEN);
+    let v: serde_json::Value =
+        serde_json::from_str(&proof).unwrap_or_else(|e| panic!("{e}: {proof}"));
+    assert_eq!(v["old"], first["note"]);
+    let file = gw.dir.path().join("proof.json");
+    std::fs::write(&file, &proof).unwrap();
+    let out = Command::new(support::verify_bin())
+        .arg("check-consistency")
+        .arg(&file)
+        .arg("--key")
+        .arg(gw.data_dir().join("log.vkey"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.starts_with(&format!("consistent: the log of size {size} is a prefix")),
+        "{said}"
+    );
+    // No checkpoint of that size: 404; agents may not ask.
+    assert_eq!(get("/v1/log/consistency?from=999999", ADMIN_TOKEN), "404");
+    assert_eq!(
+        get("/v1/log/consistency?from=1", support::AGENT_TOKEN),
+        "403"
+    );
+}

@@ -276,10 +276,9 @@ fn run(cli: Cli) -> Result<u8, String> {
             keys,
         }) => {
             let keys = load_keys(&keys)?;
-            let files = verify::read_dir(&log_dir).map_err(|e| e.to_string())?;
             let old = read_text(&old)?;
             let new = new.map(|p| read_text(&p)).transpose()?;
-            match consistency::make_consistency(&files, &old, new.as_deref(), &keys) {
+            match consistency::make_consistency(&log_dir, &old, new.as_deref(), &keys) {
                 Ok(p) => {
                     out!(0; "{}", serde_json::to_string_pretty(&p).map_err(|e| e.to_string())?);
                     Ok(0)

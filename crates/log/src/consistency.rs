@@ -5,10 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::merkle::{Hash, consistency_proof, leaf_hash, verify_consistency};
+use crate::merkle::{ConsistencyBuilder, Hash, verify_consistency};
 use crate::note::{NoteVerifier, SignedCheckpoint};
 use crate::storage::{self, CheckpointLine};
-use crate::verify::LogFiles;
 
 /// Two signed checkpoints of one log and the proof that the newer extends the older.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +48,9 @@ pub enum ConsistencyError {
     /// The proof does not hold.
     #[error("{0}")]
     Proof(String),
+    /// The log could not be read.
+    #[error("{0}")]
+    Read(String),
 }
 
 fn open(
@@ -66,30 +68,28 @@ fn open(
 
 /// Proves that `old` (a signed checkpoint note an auditor kept) is consistent with `new`,
 /// or, without `new`, with the newest checkpoint in the log's `checkpoints.jsonl` that a
-/// key in `keys` signed. The proof is made from the entries on disk and checked before it
-/// is returned: a log rewritten below the older checkpoint yields no proof.
+/// key in `keys` signed. The proof is made from the entries in the log directory `dir`,
+/// streamed (memory: a chunk of lines and O(log n) hashes), and checked before it is
+/// returned: a log rewritten below the older checkpoint yields no proof.
 pub fn make_consistency(
-    files: &LogFiles,
+    dir: &std::path::Path,
     old: &str,
     new: Option<&str>,
     keys: &[NoteVerifier],
 ) -> Result<ConsistencyProof, ConsistencyError> {
     let old_cp = open(old, keys, "old")?;
+    // The checkpoint files first (small), then the entries.
+    let mut count = 0u64;
+    let checkpoints = crate::verify::stream_leaves(dir, &mut |_| count += 1)
+        .map_err(|e| ConsistencyError::Read(e.to_string()))?;
     let new_note = match new {
         Some(n) => n.to_owned(),
-        None => newest_checkpoint(files, keys)?,
+        None => newest_checkpoint(checkpoints.as_deref(), keys)?,
     };
     let new_cp = open(&new_note, keys, "new")?;
-    let leaves: Vec<Hash> = files
-        .segments
-        .iter()
-        .flat_map(|(_, data)| storage::split_lines(data).0)
-        .map(leaf_hash)
-        .collect();
-    let have = leaves.len() as u64;
     let want = new_cp.checkpoint.size;
-    if want > have {
-        return Err(ConsistencyError::Short { have, want });
+    if want > count {
+        return Err(ConsistencyError::Short { have: count, want });
     }
     if old_cp.checkpoint.size > want {
         return Err(ConsistencyError::Proof(format!(
@@ -97,19 +97,24 @@ pub fn make_consistency(
             old_cp.checkpoint.size
         )));
     }
-    let proof = consistency_proof(&leaves[..want as usize], old_cp.checkpoint.size)
-        .ok_or(ConsistencyError::Short { have, want })?;
+    let mut builder = ConsistencyBuilder::new(old_cp.checkpoint.size, want)
+        .ok_or(ConsistencyError::Short { have: count, want })?;
+    crate::verify::stream_leaves(dir, &mut |leaf| builder.push(leaf))
+        .map_err(|e| ConsistencyError::Read(e.to_string()))?;
     let made = ConsistencyProof {
         old: old.to_owned(),
         new: new_note,
-        proof,
+        proof: builder.finish(),
     };
     check_consistency(&made, keys)?;
     Ok(made)
 }
 
-fn newest_checkpoint(files: &LogFiles, keys: &[NoteVerifier]) -> Result<String, ConsistencyError> {
-    let data = files.checkpoints.as_deref().unwrap_or_default();
+fn newest_checkpoint(
+    checkpoints: Option<&[u8]>,
+    keys: &[NoteVerifier],
+) -> Result<String, ConsistencyError> {
+    let data = checkpoints.unwrap_or_default();
     storage::split_lines(data)
         .0
         .into_iter()

@@ -318,32 +318,98 @@ pub fn verify_inclusion(
 /// tree of all `leaves` (RFC 9162 §2.1.4.1, `PROOF(m, D[n])`). Empty when `old_size` is 0
 /// or all of `leaves`; `None` if `old_size` is larger than the tree.
 pub fn consistency_proof(leaves: &[Hash], old_size: u64) -> Option<Vec<Hash>> {
-    let m = usize::try_from(old_size).ok()?;
-    if m > leaves.len() {
+    let n = leaves.len() as u64;
+    let ranges = consistency_ranges(old_size, n)?;
+    Some(
+        ranges
+            .iter()
+            .map(|&(a, b)| root_of(&leaves[a as usize..b as usize]))
+            .collect(),
+    )
+}
+
+/// The leaf ranges `[start, end)` whose roots make up `PROOF(m, D[n])`, in proof order;
+/// they are disjoint. `None` if `m > n`.
+pub fn consistency_ranges(m: u64, n: u64) -> Option<Vec<(u64, u64)>> {
+    if m > n {
         return None;
     }
     let mut out = Vec::new();
-    if m > 0 && m < leaves.len() {
-        subproof(m, leaves, true, &mut out);
+    if m > 0 && m < n {
+        subproof_ranges(m, 0, n, true, &mut out);
     }
     Some(out)
 }
 
-fn subproof(m: usize, leaves: &[Hash], whole: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+fn subproof_ranges(m: u64, start: u64, n: u64, whole: bool, out: &mut Vec<(u64, u64)>) {
     if m == n {
         if !whole {
-            out.push(root_of(leaves));
+            out.push((start, start + n));
         }
         return;
     }
-    let k = split_point(n);
+    let k = split_point(n as usize) as u64;
     if m <= k {
-        subproof(m, &leaves[..k], whole, out);
-        out.push(root_of(&leaves[k..]));
+        subproof_ranges(m, start, k, whole, out);
+        out.push((start + k, start + n));
     } else {
-        subproof(m - k, &leaves[k..], false, out);
-        out.push(root_of(&leaves[..k]));
+        subproof_ranges(m - k, start + k, n - k, false, out);
+        out.push((start, start + k));
+    }
+}
+
+/// A consistency proof made from the leaves as they stream by, holding one compact tree
+/// per proof range (O(log n) hashes), not the leaves.
+#[derive(Debug)]
+pub struct ConsistencyBuilder {
+    /// (start, end, position in the proof), by start.
+    ranges: Vec<(u64, u64, usize)>,
+    trees: Vec<CompactTree>,
+    next: u64,
+    at: usize,
+}
+
+impl ConsistencyBuilder {
+    /// For `PROOF(m, D[n])`; `None` if `m > n`.
+    pub fn new(m: u64, n: u64) -> Option<Self> {
+        let ranges = consistency_ranges(m, n)?;
+        let trees = ranges.iter().map(|_| CompactTree::new()).collect();
+        let mut ranges: Vec<(u64, u64, usize)> = ranges
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, b))| (a, b, i))
+            .collect();
+        ranges.sort_unstable();
+        Some(Self {
+            ranges,
+            trees,
+            next: 0,
+            at: 0,
+        })
+    }
+
+    /// The next leaf, in order from leaf 0.
+    pub fn push(&mut self, leaf: Hash) {
+        let index = self.next;
+        self.next += 1;
+        while self.ranges.get(self.at).is_some_and(|r| r.1 <= index) {
+            self.at += 1;
+        }
+        if let Some(&(start, _, slot)) = self.ranges.get(self.at)
+            && start <= index
+        {
+            self.trees[slot].push(leaf);
+        }
+    }
+
+    /// Leaves pushed so far.
+    pub fn pushed(&self) -> u64 {
+        self.next
+    }
+
+    /// The proof, once every leaf of the newer tree was pushed.
+    pub fn finish(self) -> Vec<Hash> {
+        self.trees.iter().map(CompactTree::root).collect()
     }
 }
 
@@ -590,6 +656,12 @@ mod tests {
                 let old_root = root_of(&l[..m]);
                 let proof = consistency_proof(&l[..n], m as u64).unwrap();
                 verify_consistency(m as u64, n as u64, &old_root, &new_root, &proof).unwrap();
+                // Made from the leaves as they stream by (and more after them): the same.
+                let mut streamed = ConsistencyBuilder::new(m as u64, n as u64).unwrap();
+                for leaf in &l {
+                    streamed.push(*leaf);
+                }
+                assert_eq!(streamed.finish(), proof, "{m} -> {n}");
                 // Any hash of the proof changed, or a root, or a size: refused.
                 for i in 0..proof.len() {
                     let mut bad = proof.clone();

@@ -391,6 +391,32 @@ pub fn verify_dir(dir: &Path, opts: &VerifyOptions) -> Result<Report, VerifyErro
     )
 }
 
+/// Every leaf hash of the log in `dir`, in order, streamed (the memory of one chunk of
+/// lines, whatever the log's size); returns `checkpoints.jsonl`, read before the entries
+/// (so every checkpoint in it covers entries that were streamed). For proofs.
+pub fn stream_leaves(
+    dir: &Path,
+    each: &mut dyn FnMut(Hash),
+) -> Result<Option<Vec<u8>>, VerifyError> {
+    let opened = open_dir(dir)?;
+    for (i, (_, path, file)) in opened.segments.into_iter().enumerate() {
+        lines::read_segment(i, file, &mut |c: lines::Chunk| {
+            for l in &c.lines {
+                each(match l {
+                    lines::Line::Kept(s, e) => crate::merkle::leaf_hash(c.bytes(*s, *e)),
+                    lines::Line::TooLong(_, h) => *h,
+                });
+            }
+            true
+        })
+        .map_err(|source| VerifyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(opened.checkpoints)
+}
+
 // === The verifier ===
 
 mod checkpoints;
