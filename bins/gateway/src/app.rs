@@ -399,6 +399,17 @@ impl Gateway {
         let role = self.role(&ask.role)?.clone();
         let scope = Scope::from_iam_json(&ask.scope.to_string())
             .map_err(|e| OpError::new(400, format!("scope: {e}")))?;
+        // Every action pattern must name something AWS has: a typo would allow (or deny)
+        // nothing without anyone noticing.
+        if let Some(why) = scope
+            .statements()
+            .iter()
+            .filter_map(|s| s.action_patterns())
+            .flatten()
+            .find_map(custody_grant::iam::unknown_pattern)
+        {
+            return Err(OpError::new(400, format!("scope: {why}")));
+        }
         let mut auto = role.auto_approve_read_only_ttl_secs > 0
             && ask.ttl_secs <= role.auto_approve_read_only_ttl_secs;
         if auto

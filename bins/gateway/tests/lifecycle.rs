@@ -1114,3 +1114,64 @@ fn metrics_pass_promtool_and_openmetrics_is_there_when_asked() {
     assert!(content_type.starts_with("application/openmetrics-text"));
     assert!(body.trim_end().ends_with("# EOF"));
 }
+
+#[test]
+fn a_grant_naming_an_action_aws_does_not_have_is_refused_with_the_closest_names() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let out = gw.cli(
+        ADMIN_TOKEN,
+        &[
+            "grant",
+            "request",
+            "--identity",
+            "agent:x",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObjcet",
+            "--resource",
+            "*",
+        ],
+    );
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("did you mean s3:GetObject"),
+        "{}",
+        out.stderr
+    );
+    // A wildcard that matches nothing, in a Deny too.
+    let out = gw.cli(
+        ADMIN_TOKEN,
+        &[
+            "grant",
+            "request",
+            "--identity",
+            "agent:x",
+            "--task",
+            "t",
+            "--intent",
+            "i",
+            "--role",
+            "reader",
+            "--allow",
+            "s3:GetObject",
+            "--resource",
+            "*",
+            "--deny",
+            "s3:Gte*",
+            "--resource",
+            "*",
+        ],
+    );
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("matches no action of `s3`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -227,6 +227,69 @@ pub fn expand(pattern: &str) -> Vec<&'static Action> {
         .collect()
 }
 
+/// Why an action pattern names nothing the reference knows, with the closest known names;
+/// `None` when it matches at least one action. A typo (`s3:GetObjcet`) in a grant would
+/// otherwise allow nothing, or deny nothing, without anyone noticing.
+pub fn unknown_pattern(pattern: &str) -> Option<String> {
+    if pattern == "*" || !expand(pattern).is_empty() {
+        return None;
+    }
+    let (service, name) = pattern.split_once(':').unwrap_or((pattern, ""));
+    let Some(actions) = service_actions(service) else {
+        let near = closest(service, services().map(str::to_owned));
+        return Some(format!(
+            "`{pattern}`: the AWS Service Authorization Reference ({}) has no service `{service}`{}",
+            source(),
+            did_you_mean(&near)
+        ));
+    };
+    let near = closest(
+        &name.to_ascii_lowercase(),
+        actions.iter().map(|a| a.name.to_owned()),
+    );
+    let near: Vec<String> = near.into_iter().map(|n| format!("{service}:{n}")).collect();
+    Some(format!(
+        "`{pattern}` matches no action of `{service}` in the AWS Service Authorization Reference{}",
+        did_you_mean(&near)
+    ))
+}
+
+fn did_you_mean(near: &[String]) -> String {
+    if near.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", near.join(", "))
+    }
+}
+
+/// Up to three names within a small edit distance of `wanted` (case-insensitive).
+fn closest(wanted: &str, names: impl Iterator<Item = String>) -> Vec<String> {
+    let wanted = wanted.to_ascii_lowercase();
+    let limit = (wanted.len() / 4).max(2);
+    let mut scored: Vec<(usize, String)> = names
+        .map(|n| (edit_distance(&wanted, &n.to_ascii_lowercase()), n))
+        .filter(|(d, _)| *d <= limit)
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance over bytes (names here are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
@@ -279,5 +342,21 @@ mod tests {
                 .any(|a| a.service == "dynamodb")
         );
         assert!(expand("nosuch:*").is_empty());
+    }
+
+    #[test]
+    fn typos_are_named_with_the_closest_actions() {
+        assert_eq!(unknown_pattern("s3:GetObject"), None);
+        assert_eq!(unknown_pattern("s3:Get*"), None);
+        assert_eq!(unknown_pattern("*"), None);
+        let why = unknown_pattern("s3:GetObjcet").unwrap();
+        assert!(why.contains("did you mean s3:GetObject"), "{why}");
+        let why = unknown_pattern("s3:Gte*").unwrap();
+        assert!(why.contains("matches no action of `s3`"), "{why}");
+        let why = unknown_pattern("dynamodbb:Scan").unwrap();
+        assert!(
+            why.contains("no service `dynamodbb`") && why.contains("dynamodb"),
+            "{why}"
+        );
     }
 }
