@@ -106,9 +106,9 @@ async fn authenticate<S: Inner>(
                 .await
                 .map(|(b, held)| (b, Some(held)))
         } else {
-            crate::budget::read_at_most(body, limit, |_| async { Ok(()) })
+            crate::budget::read_at_most(body, limit, |_| async { Ok(()) }, |(), ()| ())
                 .await
-                .map(|(b, _)| (b, None))
+                .map(|(b, ())| (b, None))
         };
         let (bytes, held) = match read {
             Ok(b) => b,

@@ -54,8 +54,20 @@ impl Default for BodyBudget {
 }
 
 /// Bytes held from the budget; they return when this is dropped.
-#[derive(Debug)]
-pub struct Held(Vec<OwnedSemaphorePermit>);
+#[derive(Debug, Default)]
+pub struct Held(Option<OwnedSemaphorePermit>);
+
+impl Held {
+    /// Hold `other`'s bytes too (one permit however many frames a body came in: a body
+    /// of one-byte chunks costs no more to hold than one frame).
+    fn absorb(&mut self, other: Held) {
+        match (&mut self.0, other.0) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+    }
+}
 
 impl BodyBudget {
     /// A budget of `total` bytes; a body waits at most `wait` for its share.
@@ -102,22 +114,22 @@ impl BodyBudget {
             }
             // All at once: a body never holds part of the budget while waiting for the rest.
             let held = self.take(n as usize).await?;
-            let (bytes, _) = read_at_most(body, n as usize, |_| async { Ok(()) }).await?;
+            let (bytes, ()) =
+                read_at_most(body, n as usize, |_| async { Ok(()) }, |(), ()| ()).await?;
             return Ok((bytes, held));
         }
         // No length: take the bytes as the frames arrive.
-        let (bytes, parts) = read_at_most(body, limit, |n| self.take(n)).await?;
-        Ok((bytes, Held(parts.into_iter().flat_map(|h| h.0).collect())))
+        read_at_most(body, limit, |n| self.take(n), Held::absorb).await
     }
 
     async fn take(&self, n: usize) -> Result<Held, Refusal> {
         if n == 0 {
-            return Ok(Held(Vec::new()));
+            return Ok(Held(None));
         }
         let n = u32::try_from(n).map_err(|_| too_large(self.inner.total))?;
         let acquire = Arc::clone(&self.inner.permits).acquire_many_owned(n);
         match tokio::time::timeout(self.inner.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(Held(vec![permit])),
+            Ok(Ok(permit)) => Ok(Held(Some(permit))),
             _ => {
                 self.inner.refused.fetch_add(1, Ordering::Relaxed);
                 Err(Refusal::new(
@@ -141,14 +153,15 @@ pub(crate) fn too_large(limit: usize) -> Refusal {
 }
 
 /// Read `body` into one buffer, refusing past `limit`; `before_frame(len)` runs before each
-/// data frame is kept (and may refuse); what it returns is kept with the bytes. A body
-/// whose length is known takes its buffer at that size at once (growing one by doubling
-/// could hold twice the bytes).
-pub(crate) async fn read_at_most<F, Fut, T>(
+/// data frame is kept (and may refuse); what it returns is folded into one value with
+/// `merge`, kept with the bytes. A body whose length is known takes its buffer at that
+/// size at once (growing one by doubling could hold twice the bytes).
+pub(crate) async fn read_at_most<F, Fut, T: Default>(
     mut body: ProxyBody,
     limit: usize,
     mut before_frame: F,
-) -> Result<(Bytes, Vec<T>), Refusal>
+    mut merge: impl FnMut(&mut T, T),
+) -> Result<(Bytes, T), Refusal>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<T, Refusal>>,
@@ -158,7 +171,7 @@ where
             .exact()
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX).min(limit)),
     );
-    let mut kept = Vec::new();
+    let mut kept = T::default();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             Refusal::new(
@@ -172,7 +185,8 @@ where
         if buf.len() + data.len() > limit {
             return Err(too_large(limit));
         }
-        kept.push(before_frame(data.len()).await?);
+        let more = before_frame(data.len()).await?;
+        merge(&mut kept, more);
         buf.extend_from_slice(&data);
     }
     Ok((buf.freeze(), kept))
@@ -184,4 +198,63 @@ pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A body of `n` one-byte frames.
+    struct Drip(usize);
+
+    impl http_body::Body for Drip {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_hold_their_bytes_until_checked_and_wait_then_refuse_when_it_is_spent() {
+        let budget = BodyBudget::new(1000, Duration::from_millis(200));
+        // Many frames, one hold: the bytes come back at once when it is dropped.
+        let (bytes, held) = budget
+            .read(ProxyBody::new(Drip(600)), None, 1000)
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 600);
+        assert!(held.0.is_some());
+        assert_eq!(budget.available(), 400);
+        // A declared body larger than what is left waits, then is refused.
+        let refused = budget
+            .read(ProxyBody::new(Drip(500)), Some(500), 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::Throttled);
+        assert_eq!(budget.refused(), 1);
+        drop(held);
+        assert_eq!(budget.available(), 1000);
+        let (bytes, _) = budget
+            .read(ProxyBody::new(Drip(500)), Some(500), 1000)
+            .await
+            .unwrap();
+        assert_eq!(bytes.len(), 500);
+        // Over the buffering limit: refused, whatever the budget.
+        let too_big = budget
+            .read(ProxyBody::new(Drip(1)), Some(5000), 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(too_big.kind, RefusalKind::InvalidRequest);
+    }
 }
