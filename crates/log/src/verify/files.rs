@@ -20,7 +20,7 @@ pub struct LogFiles {
     pub latest: Option<Vec<u8>>,
 }
 
-/// Reads a log directory into memory (for queries and tests; [`verify_dir`] streams).
+/// Reads a log directory into memory (for queries and tests; [`verify_dir`](super::verify_dir) streams).
 pub fn read_dir(dir: &Path) -> Result<LogFiles, VerifyError> {
     let opened = open_dir(dir)?;
     let mut files = LogFiles {
