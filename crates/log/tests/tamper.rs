@@ -485,10 +485,8 @@ fn a_re_signed_log_in_other_bytes_than_the_writers_is_refused() {
             b[at] = 0xff;
             b
         }
-        // A grant event with a space between two of its body's fields.
-        1 => line
-            .replacen(",\"grant_id\"", ", \"grant_id\"", 1)
-            .into_bytes(),
+        // A grant event with a space before its kind (the header's last field).
+        1 => line.replacen(",\"kind\"", ", \"kind\"", 1).into_bytes(),
         _ => line.into_bytes(),
     });
     for (i, e) in entries.iter().enumerate() {
@@ -505,4 +503,44 @@ fn a_re_signed_log_in_other_bytes_than_the_writers_is_refused() {
             r.findings
         );
     }
+}
+
+#[test]
+fn entries_written_before_a_field_was_added_still_verify() {
+    // A `recovered` entry as writers before `unsealed_entries` existed wrote it: the same
+    // header, a body without the two fields (they default on decode).
+    let (dir, _) = fresh();
+    let mut entries = entries(dir.path());
+    let at = 3;
+    entries.insert(
+        at,
+        Entry {
+            seq: 0,
+            time: entries[at - 1].time,
+            origin: ORIGIN.into(),
+            prev: Default::default(),
+            body: EntryBody::Recovered {
+                segment: SEG.into(),
+                cut_bytes: 0,
+                cut_sha256: String::new(),
+                unsealed_entries: 0,
+                unsealed_sha256: String::new(),
+            },
+        },
+    );
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.seq = i as u64;
+    }
+    rewrite_signed_bytes(dir.path(), &entries, &key(), |i, line| {
+        if i == at {
+            let cut = line.find(",\"unsealed_entries\"").unwrap();
+            format!("{}}}", &line[..cut]).into_bytes()
+        } else {
+            line.into_bytes()
+        }
+    });
+    let text = std::fs::read_to_string(seg(dir.path())).unwrap();
+    assert!(!text.lines().nth(at).unwrap().contains("unsealed"));
+    let r = verify(dir.path());
+    assert!(!r.failed(false), "{:#?}", r.findings);
 }
