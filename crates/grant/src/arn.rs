@@ -15,6 +15,9 @@ pub(crate) struct ArnPattern {
     /// The entry exactly as written (rendered back unchanged).
     pub(crate) text: String,
     kind: Kind,
+    /// When the partition, service, region or account segment holds upper-case letters:
+    /// the pattern with them in lower case (see [`ArnPattern::broad`]).
+    folded: Option<Box<ArnPattern>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,10 +113,38 @@ impl ArnPattern {
                 Kind::Literal
             }
         };
+        let folded = match split(text) {
+            Ok([p, s, r, a, res])
+                if [p, s, r, a]
+                    .iter()
+                    .any(|x| x.bytes().any(|b| b.is_ascii_uppercase())) =>
+            {
+                let lower = format!(
+                    "arn:{}:{}:{}:{}:{res}",
+                    p.to_ascii_lowercase(),
+                    s.to_ascii_lowercase(),
+                    r.to_ascii_lowercase(),
+                    a.to_ascii_lowercase()
+                );
+                Some(Box::new(Self::parse(&lower)?))
+            }
+            _ => None,
+        };
         Ok(Self {
             text: text.to_owned(),
             kind,
+            folded,
         })
+    }
+
+    /// The pattern matching as much as IAM might: with the partition, service, region
+    /// and account segments in lower case. Patterns compare case-sensitively and request
+    /// resources name those segments in lower case, so `arn:AWS:S3:::b/*` matches nothing;
+    /// whether IAM folds them is not settled here, so wherever matching more could only
+    /// make a decision stricter (a `Deny`'s `Resource`, an `Allow`'s `NotResource`) the
+    /// broad pattern is used, and the exact one elsewhere.
+    pub(crate) fn broad(&self) -> &ArnPattern {
+        self.folded.as_deref().unwrap_or(self)
     }
 
     /// Whether this pattern could match some value of a request resource `template`

@@ -49,6 +49,9 @@ const ONE_SECRET: &str = r#"{"Statement":[{"Sid":"Db","Effect":"Allow","Action":
 const ONE_SECRET_EXACT: &str = r#"{"Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"}]}"#;
 const KEYS_BUT_ONE: &str = r#"{"Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"},{"Sid":"Prod","Effect":"Deny","Action":"kms:Encrypt","Resource":"arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"}]}"#;
 const ANY_KEY: &str = r#"{"Statement":[{"Effect":"Allow","Action":"kms:Encrypt","Resource":"arn:aws:kms:us-east-1:123456789012:key/*"}]}"#;
+const UPPER_DENY: &str = r#"{"Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Sid":"Keep","Effect":"Deny","Action":"s3:DeleteObject","Resource":"arn:AWS:S3:::b/keep/*"}]}"#;
+const UPPER_ALLOW: &str =
+    r#"{"Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:AWS:s3:::b/*"}]}"#;
 const TABLES: &str = r#"{"Statement":[{"Effect":"Allow","Action":"dynamodb:*","Resource":"arn:aws:dynamodb:*:123456789012:table/orders*"}]}"#;
 
 const ROWS: &[Row] = &[
@@ -634,6 +637,26 @@ const ROWS: &[Row] = &[
         region: None,
         prefix: None,
         want: "allow: allowed by statement #0",
+    },
+    // Upper-case partition/service/region/account segments: a Deny matches as if they were
+    // lower case, an Allow does not (either way, never looser than IAM might be).
+    Row {
+        name: "a deny with upper-case arn segments still denies",
+        policy: UPPER_DENY,
+        actions: &[("s3:DeleteObject", &["arn:aws:s3:::b/keep/x"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `s3:DeleteObject` on `arn:aws:s3:::b/keep/x` is explicitly denied by statement `Keep`",
+    },
+    Row {
+        name: "an allow with upper-case arn segments allows nothing",
+        policy: UPPER_ALLOW,
+        actions: &[("s3:GetObject", &["arn:aws:s3:::b/k"])],
+        ip: None,
+        region: None,
+        prefix: None,
+        want: "deny: `s3:GetObject` on `arn:aws:s3:::b/k` is not in the grant's scope",
     },
     Row {
         name: "a question mark in an s3 key is a character, not an unknown",

@@ -311,13 +311,17 @@ impl Statement {
             return self.covers_template(unknowns, template)
                 && self.conditions.iter().all(|c| c.holds(ctx));
         }
+        // Matching more may only make a decision stricter (see `ArnPattern::broad`).
+        let deny = self.effect == Effect::Deny;
         let resource_hit = match (&self.resources, resource.segments.as_ref()) {
-            (Resources::Resource(list), Some(segments)) => list
-                .iter()
-                .any(|p| p.matches(resource.text, Some(segments))),
-            (Resources::NotResource(list), Some(segments)) => !list
-                .iter()
-                .any(|p| p.matches(resource.text, Some(segments))),
+            (Resources::Resource(list), Some(segments)) => list.iter().any(|p| {
+                let p = if deny { p.broad() } else { p };
+                p.matches(resource.text, Some(segments))
+            }),
+            (Resources::NotResource(list), Some(segments)) => !list.iter().any(|p| {
+                let p = if deny { p } else { p.broad() };
+                p.matches(resource.text, Some(segments))
+            }),
             // The request's resource is not known (`*`): it could be any resource. An
             // `Allow` covers it only if it covers every resource; a `Deny` applies if it
             // could match one.
@@ -347,10 +351,10 @@ impl Statement {
         match (&self.resources, self.effect) {
             (Resources::Resource(list), Effect::Allow) => list.iter().any(covers_all),
             (Resources::NotResource(list), Effect::Allow) => {
-                !list.iter().any(|p| p.could_match(template))
+                !list.iter().any(|p| p.broad().could_match(template))
             }
             (Resources::Resource(list), Effect::Deny) => {
-                list.iter().any(|p| p.could_match(template))
+                list.iter().any(|p| p.broad().could_match(template))
             }
             // Applies unless one pattern surely excludes every value.
             (Resources::NotResource(list), Effect::Deny) => !list.iter().any(covers_all),
