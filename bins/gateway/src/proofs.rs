@@ -3,8 +3,8 @@
 //! (RFC 9162 consistency proof, checkable with `custody-verify check-consistency`).
 
 use custody_log::consistency::{ConsistencyError, make_consistency};
-use custody_log::storage::{self, CHECKPOINTS_FILE, CheckpointLine};
-use custody_log::{SignedCheckpoint, parse_vkey};
+use custody_log::parse_vkey;
+use custody_log::storage;
 
 use crate::app::{Gateway, OpError};
 
@@ -21,15 +21,13 @@ pub fn consistency(gateway: &Gateway, query: Option<&str>) -> Result<serde_json:
         })?;
     let key = parse_vkey(gateway.log.vkey()).map_err(|e| OpError::new(500, e.to_string()))?;
     let dir = gateway.config.log_dir();
-    let data = std::fs::read(dir.join(CHECKPOINTS_FILE))
-        .map_err(|e| OpError::new(500, format!("{CHECKPOINTS_FILE}: {e}")))?;
+    let data = custody_log::verify::read_checkpoints(&dir)
+        .map_err(|e| OpError::new(500, e.to_string()))?
+        .unwrap_or_default();
     // The latest checkpoint of that size this log's key signed.
-    let old = storage::split_lines(&data)
-        .0
-        .into_iter()
-        .filter_map(|l| serde_json::from_slice::<CheckpointLine>(l).ok())
-        .filter_map(|l| SignedCheckpoint::open(&l.note, &key).ok())
-        .rfind(|c| c.checkpoint.size == from)
+    let old = storage::signed_checkpoints(&data, std::slice::from_ref(&key))
+        .filter(|c| c.checkpoint.size == from)
+        .last()
         .ok_or_else(|| {
             OpError::new(404, format!("this log signed no checkpoint of size {from}"))
         })?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::merkle::{ConsistencyBuilder, Hash, verify_consistency};
 use crate::note::{NoteVerifier, SignedCheckpoint};
-use crate::storage::{self, CheckpointLine};
+use crate::storage;
 
 /// Two signed checkpoints of one log and the proof that the newer extends the older.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,19 +78,15 @@ pub fn make_consistency(
     keys: &[NoteVerifier],
 ) -> Result<ConsistencyProof, ConsistencyError> {
     let old_cp = open(old, keys, "old")?;
-    // The checkpoint files first (small), then the entries.
-    let mut count = 0u64;
-    let checkpoints = crate::verify::stream_leaves(dir, &mut |_| count += 1)
-        .map_err(|e| ConsistencyError::Read(e.to_string()))?;
+    let read = |e: crate::verify::VerifyError| ConsistencyError::Read(e.to_string());
+    // The checkpoints first, then the entries: every checkpoint read covers entries that
+    // are there to stream.
     let new_note = match new {
         Some(n) => n.to_owned(),
-        None => newest_checkpoint(checkpoints.as_deref(), keys)?,
+        None => newest_checkpoint(&crate::verify::read_checkpoints(dir).map_err(read)?, keys)?,
     };
     let new_cp = open(&new_note, keys, "new")?;
     let want = new_cp.checkpoint.size;
-    if want > count {
-        return Err(ConsistencyError::Short { have: count, want });
-    }
     if old_cp.checkpoint.size > want {
         return Err(ConsistencyError::Proof(format!(
             "the older checkpoint covers {} entries, more than the newer's {want}",
@@ -98,9 +94,12 @@ pub fn make_consistency(
         )));
     }
     let mut builder = ConsistencyBuilder::new(old_cp.checkpoint.size, want)
-        .ok_or(ConsistencyError::Short { have: count, want })?;
-    crate::verify::stream_leaves(dir, &mut |leaf| builder.push(leaf))
-        .map_err(|e| ConsistencyError::Read(e.to_string()))?;
+        .ok_or(ConsistencyError::Short { have: 0, want })?;
+    // One pass over the entries.
+    let have = crate::verify::stream_leaves(dir, &mut |leaf| builder.push(leaf)).map_err(read)?;
+    if want > have {
+        return Err(ConsistencyError::Short { have, want });
+    }
     let made = ConsistencyProof {
         old: old.to_owned(),
         new: new_note,
@@ -111,18 +110,10 @@ pub fn make_consistency(
 }
 
 fn newest_checkpoint(
-    checkpoints: Option<&[u8]>,
+    checkpoints: &Option<Vec<u8>>,
     keys: &[NoteVerifier],
 ) -> Result<String, ConsistencyError> {
-    let data = checkpoints.unwrap_or_default();
-    storage::split_lines(data)
-        .0
-        .into_iter()
-        .filter_map(|l| serde_json::from_slice::<CheckpointLine>(l).ok())
-        .filter_map(|l| {
-            keys.iter()
-                .find_map(|k| SignedCheckpoint::open(&l.note, k).ok())
-        })
+    storage::signed_checkpoints(checkpoints.as_deref().unwrap_or_default(), keys)
         .max_by_key(|cp| cp.checkpoint.size)
         .map(|cp| cp.note)
         .ok_or(ConsistencyError::NoCheckpoint)

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::merkle::{Hash, inclusion_proof, leaf_hash, verify_inclusion};
 use crate::note::{NoteVerifier, SignedCheckpoint};
-use crate::storage::{self, CheckpointLine};
+use crate::storage;
 use crate::verify::LogFiles;
 
 /// An entry, its inclusion proof and the signed checkpoint it leads to.
@@ -62,29 +62,17 @@ pub fn make_receipt(
         }
     }
     let entry = entry_line.ok_or(ReceiptError::NoSuchEntry(index))?;
-    let mut best: Option<SignedCheckpoint> = None;
-    if let Some(data) = &files.checkpoints {
-        for l in storage::split_lines(data).0 {
-            let Ok(line) = serde_json::from_slice::<CheckpointLine>(l) else {
-                continue;
-            };
-            let Some(cp) = keys
-                .iter()
-                .find_map(|k| SignedCheckpoint::open(&line.note, k).ok())
-            else {
-                continue;
-            };
-            let size = cp.checkpoint.size;
-            if size <= index || size > leaves.len() as u64 {
-                continue;
+    // The largest that covers the entry (the first of that size).
+    let cp = storage::signed_checkpoints(files.checkpoints.as_deref().unwrap_or_default(), keys)
+        .filter(|cp| cp.checkpoint.size > index && cp.checkpoint.size <= leaves.len() as u64)
+        .reduce(|best, cp| {
+            if cp.checkpoint.size > best.checkpoint.size {
+                cp
+            } else {
+                best
             }
-            if best.as_ref().is_some_and(|b| b.checkpoint.size >= size) {
-                continue;
-            }
-            best = Some(cp);
-        }
-    }
-    let cp = best.ok_or(ReceiptError::NotSealed(index))?;
+        })
+        .ok_or(ReceiptError::NotSealed(index))?;
     let size = usize::try_from(cp.checkpoint.size).map_err(|_| ReceiptError::NotSealed(index))?;
     let proof = inclusion_proof(&leaves[..size], index).ok_or(ReceiptError::NoSuchEntry(index))?;
     let receipt = Receipt {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
 use crate::note::{NoteVerifier, SignedCheckpoint};
-use crate::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
+use crate::storage::{self, CHECKPOINTS_FILE, LATEST_CHECKPOINT_FILE};
 
 /// The log that was set aside.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,27 +36,20 @@ pub fn set_aside(
     if storage::list_segments(dir).map_or(true, |s| s.is_empty()) {
         return Ok(None);
     }
-    let mut notes: Vec<String> = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(dir.join(LATEST_CHECKPOINT_FILE)) {
-        notes.push(text);
-    }
-    if let Some(copy) = copy_dir
-        && let Ok(text) = std::fs::read_to_string(copy.join(LATEST_CHECKPOINT_FILE))
-    {
-        notes.push(text);
-    }
-    if let Ok(data) = std::fs::read(dir.join(CHECKPOINTS_FILE)) {
-        notes.extend(
-            storage::split_lines(&data)
-                .0
-                .into_iter()
-                .filter_map(|l| serde_json::from_slice::<CheckpointLine>(l).ok())
-                .map(|l| l.note),
-        );
-    }
-    let checkpoint = notes
-        .iter()
-        .filter_map(|n| SignedCheckpoint::open(n, key).ok())
+    let copy_note = copy_dir.map(|c| c.join(LATEST_CHECKPOINT_FILE));
+    let mut found: Vec<SignedCheckpoint> = [Some(dir.join(LATEST_CHECKPOINT_FILE)), copy_note]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|n| SignedCheckpoint::open(&n, key).ok())
+        .collect();
+    let data = std::fs::read(dir.join(CHECKPOINTS_FILE)).unwrap_or_default();
+    found.extend(storage::signed_checkpoints(
+        &data,
+        std::slice::from_ref(key),
+    ));
+    let checkpoint = found
+        .into_iter()
         .max_by_key(|c| c.checkpoint.size)
         .map(|c| c.note);
     let stamp = crate::entry::format_time(now).replace(':', "");

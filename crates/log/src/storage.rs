@@ -30,6 +30,22 @@ pub struct CheckpointLine {
     pub note: String,
 }
 
+/// The checkpoints of a `checkpoints.jsonl` (its bytes) that one of `keys` signed, in file
+/// order. Lines that do not parse or verify are skipped here (the verifier reports them).
+pub fn signed_checkpoints<'a>(
+    data: &'a [u8],
+    keys: &'a [crate::note::NoteVerifier],
+) -> impl Iterator<Item = crate::note::SignedCheckpoint> + 'a {
+    split_lines(data)
+        .0
+        .into_iter()
+        .filter_map(|l| serde_json::from_slice::<CheckpointLine>(l).ok())
+        .filter_map(move |l| {
+            keys.iter()
+                .find_map(|k| crate::note::SignedCheckpoint::open(&l.note, k).ok())
+        })
+}
+
 /// The file name of segment `index`.
 pub fn segment_name(index: u32) -> String {
     format!("log-{index:06}.jsonl")

@@ -62,25 +62,32 @@ pub(super) fn open_dir(dir: &Path) -> Result<Opened, VerifyError> {
         let file = open_regular(dir, &p)?;
         segments.push((storage::segment_name(i), p, file));
     }
-    let read_small = |name: &str| -> Result<Option<Vec<u8>>, VerifyError> {
-        let p = dir.join(name);
-        if std::fs::symlink_metadata(&p).is_err() {
-            return Ok(None);
-        }
-        let mut data = Vec::new();
-        open_regular(dir, &p)?
-            .read_to_end(&mut data)
-            .map_err(|source| VerifyError::Read {
-                path: p.display().to_string(),
-                source,
-            })?;
-        Ok(Some(data))
-    };
     Ok(Opened {
         segments,
-        checkpoints: read_small(CHECKPOINTS_FILE)?,
-        latest: read_small(LATEST_CHECKPOINT_FILE)?,
+        checkpoints: read_small(dir, CHECKPOINTS_FILE)?,
+        latest: read_small(dir, LATEST_CHECKPOINT_FILE)?,
     })
+}
+
+/// `checkpoints.jsonl` of the log in `dir`, if there is one (a regular file of the
+/// directory, as every file the verifier reads).
+pub fn read_checkpoints(dir: &Path) -> Result<Option<Vec<u8>>, VerifyError> {
+    read_small(dir, CHECKPOINTS_FILE)
+}
+
+fn read_small(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, VerifyError> {
+    let p = dir.join(name);
+    if std::fs::symlink_metadata(&p).is_err() {
+        return Ok(None);
+    }
+    let mut data = Vec::new();
+    open_regular(dir, &p)?
+        .read_to_end(&mut data)
+        .map_err(|source| VerifyError::Read {
+            path: p.display().to_string(),
+            source,
+        })?;
+    Ok(Some(data))
 }
 
 /// Opens `path` for reading only if it is a regular file in `dir` (a link to one in `dir`
@@ -123,15 +130,13 @@ fn open_regular(dir: &Path, path: &Path) -> Result<std::fs::File, VerifyError> {
 }
 
 /// Every leaf hash of the log in `dir`, in order, streamed (the memory of one chunk of
-/// lines, whatever the log's size); returns `checkpoints.jsonl`, read before the entries
-/// (so every checkpoint in it covers entries that were streamed). For proofs.
-pub fn stream_leaves(
-    dir: &Path,
-    each: &mut dyn FnMut(Hash),
-) -> Result<Option<Vec<u8>>, VerifyError> {
+/// lines, whatever the log's size); returns how many there were. For proofs.
+pub fn stream_leaves(dir: &Path, each: &mut dyn FnMut(Hash)) -> Result<u64, VerifyError> {
     let opened = open_dir(dir)?;
+    let mut count = 0u64;
     for (i, (_, path, file)) in opened.segments.into_iter().enumerate() {
         lines::read_segment(i, file, &mut |c: lines::Chunk| {
+            count += c.lines.len() as u64;
             for l in &c.lines {
                 each(match l {
                     lines::Line::Kept(s, e) => crate::merkle::leaf_hash(c.bytes(*s, *e)),
@@ -145,5 +150,5 @@ pub fn stream_leaves(
             source,
         })?;
     }
-    Ok(opened.checkpoints)
+    Ok(count)
 }

@@ -286,7 +286,7 @@ mod lines;
 mod parse;
 
 use files::open_dir;
-pub use files::{LogFiles, read_dir, stream_leaves};
+pub use files::{LogFiles, read_checkpoints, read_dir, stream_leaves};
 
 use entries::{Rec, Verifier, parse_line};
 
