@@ -101,16 +101,23 @@ fn refused_start(gw: &Gateway) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
 }
 
-#[test]
-fn a_restart_does_not_re_sign_forged_history() {
+/// A stack whose log copies each checkpoint to a directory of its own: that directory
+/// (kept alive), its path, the stack.
+fn stack_with_checkpoint_copy() -> (tempfile::TempDir, String, Stack) {
     let copy = tempfile::tempdir().unwrap();
     let copy_dir = copy.path().display().to_string();
-    let mut stack = Stack::start_with(|c| {
+    let stack = Stack::start_with(|c| {
         *c = c.replace(
             "[log]\n",
             &format!("[log]\ncheckpoint_copy_dir = \"{copy_dir}\"\n"),
         );
     });
+    (copy, copy_dir, stack)
+}
+
+#[test]
+fn a_restart_does_not_re_sign_forged_history() {
+    let (copy, copy_dir, mut stack) = stack_with_checkpoint_copy();
     some_history(&stack);
     assert!(stack.gateway.terminate().unwrap().success());
     let copy_note = std::fs::read(copy.path().join("checkpoint")).unwrap();
@@ -205,14 +212,7 @@ fn entries_edited_after_a_crash_are_named_as_sealed_late() {
 
 #[test]
 fn a_refused_log_is_set_aside_and_the_new_log_says_what_it_replaces() {
-    let copy = tempfile::tempdir().unwrap();
-    let copy_dir = copy.path().display().to_string();
-    let mut stack = Stack::start_with(|c| {
-        *c = c.replace(
-            "[log]\n",
-            &format!("[log]\ncheckpoint_copy_dir = \"{copy_dir}\"\n"),
-        );
-    });
+    let (_copy, _, mut stack) = stack_with_checkpoint_copy();
     some_history(&stack);
     assert!(stack.gateway.terminate().unwrap().success());
     let data = stack.gateway.data_dir();

@@ -15,21 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::fixture::{build, decision, grant, rewrite_signed, seg};
 use common::*;
-use custody_log::verify::{
-    FindingClass as C, MAX_FINDINGS_PER_CLASS, Report, VerifyError, VerifyOptions, verify_dir,
-};
-use custody_log::{Entry, EntryBody, GrantEvent, GrantEventKind, Hash, parse_vkey, vkey};
-
-fn opts() -> VerifyOptions {
-    VerifyOptions {
-        keys: vec![parse_vkey(&vkey(ORIGIN, &key().verifying_key())).unwrap()],
-        ..Default::default()
-    }
-}
-
-fn verify(dir: &Path) -> Report {
-    verify_dir(dir, &opts()).unwrap()
-}
+use custody_log::verify::{FindingClass as C, MAX_FINDINGS_PER_CLASS, VerifyError, verify_dir};
+use custody_log::{Entry, EntryBody, GrantEvent, GrantEventKind, Hash};
 
 /// A line that parses as an entry of this log with `seq`.
 fn entry_line(seq: u64) -> String {

@@ -15,22 +15,11 @@ use common::fixture::*;
 use common::*;
 use custody_log::note::Checkpoint;
 use custody_log::storage::{self, CHECKPOINTS_FILE, CheckpointLine, LATEST_CHECKPOINT_FILE};
-use custody_log::verify::{FindingClass as C, Report, VerifyOptions, verify_dir};
-use custody_log::{Entry, EntryBody, GrantEventKind, Log, SignedCheckpoint, parse_vkey, vkey};
+use custody_log::verify::{FindingClass as C, Report, verify_dir};
+use custody_log::{Entry, EntryBody, GrantEventKind, Log, SignedCheckpoint, vkey};
 use ed25519_dalek::SigningKey;
 
 const SEG: &str = "log-000000.jsonl";
-
-fn opts() -> VerifyOptions {
-    VerifyOptions {
-        keys: vec![parse_vkey(&vkey(ORIGIN, &key().verifying_key())).unwrap()],
-        ..Default::default()
-    }
-}
-
-fn verify(dir: &Path) -> Report {
-    verify_dir(dir, &opts()).unwrap()
-}
 
 fn verify_trusting(dir: &Path, note: &str) -> Report {
     let mut o = opts();

@@ -34,6 +34,21 @@ pub fn stepping_clock() -> custody_log::Clock {
     })
 }
 
+/// Verifier options trusting this log's key.
+pub fn opts() -> custody_log::verify::VerifyOptions {
+    custody_log::verify::VerifyOptions {
+        keys: vec![
+            custody_log::parse_vkey(&custody_log::vkey(ORIGIN, &key().verifying_key())).unwrap(),
+        ],
+        ..Default::default()
+    }
+}
+
+/// Verify the log in `dir` with [`opts`].
+pub fn verify(dir: &Path) -> custody_log::verify::Report {
+    custody_log::verify::verify_dir(dir, &opts()).unwrap()
+}
+
 pub fn config(dir: &Path) -> LogConfig {
     let mut c = LogConfig::new(dir, ORIGIN);
     c.checkpoint_every_entries = 10;
