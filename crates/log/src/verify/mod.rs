@@ -326,12 +326,12 @@ struct Parsed {
     recs: Vec<Rec>,
 }
 
-fn parse_chunk(c: lines::Chunk, origin: &str) -> Parsed {
+fn parse_chunk(c: lines::Chunk, origin: &str, origin_json: &str) -> Parsed {
     let recs = c
         .lines
         .iter()
         .map(|l| match l {
-            lines::Line::Kept(s, e) => parse_line(c.bytes(*s, *e), origin),
+            lines::Line::Kept(s, e) => parse_line(c.bytes(*s, *e), origin, origin_json),
             lines::Line::TooLong(n, hash) => Rec {
                 hash: *hash,
                 parsed: Err(format!(
@@ -361,6 +361,9 @@ fn verify_inputs(
         (None, None) => return Err(VerifyError::NoKey),
     };
     let mut v = Verifier::new(origin.clone());
+    // Every line's header is compared with the writer's encoding of it: the origin's
+    // part, once.
+    let origin_json = serde_json::Value::String(origin.clone()).to_string();
 
     // Checkpoints first, unverified, to know which tree sizes need a root.
     let mut cps = v.collect_checkpoints(checkpoints, latest, opts);
@@ -383,10 +386,10 @@ fn verify_inputs(
         for _ in 0..WORKERS {
             let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<lines::Chunk>(1);
             let (result_tx, result_rx) = std::sync::mpsc::sync_channel::<Parsed>(1);
-            let origin = &origin;
+            let (origin, origin_json) = (&origin, &origin_json);
             s.spawn(move || {
                 for chunk in work_rx {
-                    if result_tx.send(parse_chunk(chunk, origin)).is_err() {
+                    if result_tx.send(parse_chunk(chunk, origin, origin_json)).is_err() {
                         return;
                     }
                 }

@@ -77,7 +77,8 @@ pub(super) struct Parsed {
     pub(super) allowed: Option<Box<AllowedRequest>>,
 }
 
-pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
+/// `origin_json` is `origin` as a JSON string (encoded once by the caller, not per line).
+pub(super) fn parse_line(line: &[u8], origin: &str, origin_json: &str) -> Rec {
     let hash = leaf_hash(line);
     let parsed = (|| {
         if line.len() > entry::MAX_ENTRY_BYTES {
@@ -92,7 +93,14 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
         if !KINDS.contains(&head.kind.as_ref()) {
             return Err(format!("unknown entry kind `{}`", head.kind));
         }
-        canonical_header(line, &head, time)?;
+        let this_origin;
+        let header_origin = if head.origin == origin {
+            origin_json
+        } else {
+            this_origin = entry::json_string(&head.origin).map_err(|e| e.to_string())?;
+            &this_origin
+        };
+        canonical_header(line, &head, time, header_origin)?;
         let full = match head.kind.as_ref() {
             // The body is not re-encoded and compared: entries written before a field was
             // added (with a default) encode differently today, and an old log must verify.
@@ -148,20 +156,25 @@ pub(super) fn parse_line(line: &[u8], origin: &str) -> Rec {
 /// Every line must be UTF-8 and begin with the header exactly as the writer encodes it
 /// (`{"seq":…,"time":"…","origin":…,"prev":"…","kind":"…"`): one entry has one encoding,
 /// so a re-signed log cannot carry the same entries in other bytes.
-fn canonical_header(line: &[u8], head: &Head<'_>, time: OffsetDateTime) -> Result<(), String> {
+/// `origin_json`: the line's origin as a JSON string; `head.kind` is one of [`KINDS`]
+/// (checked before), so it needs no escaping.
+fn canonical_header(
+    line: &[u8],
+    head: &Head<'_>,
+    time: OffsetDateTime,
+    origin_json: &str,
+) -> Result<(), String> {
     if std::str::from_utf8(line).is_err() {
         return Err("not valid UTF-8".into());
     }
-    let origin = entry::json_string(&head.origin).map_err(|e| e.to_string())?;
-    let kind = entry::json_string(&head.kind).map_err(|e| e.to_string())?;
     let mut want = Vec::with_capacity(200);
     entry::encode_into(
         &mut want,
         head.seq,
         &entry::format_time(time),
-        &origin,
+        origin_json,
         &head.prev,
-        &format!("{{\"kind\":{kind}}}"),
+        &format!("{{\"kind\":\"{}\"}}", head.kind),
     )
     .map_err(|e| e.to_string())?;
     // Without the closing brace: the body's other fields follow.
