@@ -389,7 +389,10 @@ fn verify_inputs(
             let (origin, origin_json) = (&origin, &origin_json);
             s.spawn(move || {
                 for chunk in work_rx {
-                    if result_tx.send(parse_chunk(chunk, origin, origin_json)).is_err() {
+                    if result_tx
+                        .send(parse_chunk(chunk, origin, origin_json))
+                        .is_err()
+                    {
                         return;
                     }
                 }
