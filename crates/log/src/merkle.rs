@@ -193,6 +193,33 @@ impl CompactTree {
         self.size += 1;
     }
 
+    /// The root of the leaves `[a, b)` when that range is a run of this tree's perfect
+    /// subtrees; `None` otherwise.
+    fn range_root(&self, a: u64, b: u64) -> Option<Hash> {
+        let mut start = 0u64;
+        let mut covered = 0u64;
+        let mut run: Vec<&Hash> = Vec::new();
+        for (node, len) in self.nodes.iter().zip(subtree_sizes(self.size)) {
+            let end = start + len;
+            if start >= a && end <= b {
+                run.push(node);
+                covered += len;
+            } else if start < b && end > a {
+                return None; // the range splits this subtree
+            }
+            start = end;
+        }
+        if covered != b - a {
+            return None;
+        }
+        let mut iter = run.into_iter().rev();
+        let mut r = *iter.next()?;
+        for left in iter {
+            r = node_hash(left, &r);
+        }
+        Some(r)
+    }
+
     /// The current root (RFC 6962 MTH).
     pub fn root(&self) -> Hash {
         let mut iter = self.nodes.iter().rev();
@@ -205,6 +232,15 @@ impl CompactTree {
         }
         r
     }
+}
+
+/// The sizes of the perfect subtrees of a tree of `size` leaves, largest (leftmost) first:
+/// the set bits of `size`, high to low.
+fn subtree_sizes(size: u64) -> impl Iterator<Item = u64> {
+    (0..64u32)
+        .rev()
+        .map(|bit| 1u64 << bit)
+        .filter(move |b| size & b != 0)
 }
 
 // === Inclusion proofs ===
@@ -356,6 +392,27 @@ fn subproof_ranges(m: u64, start: u64, n: u64, whole: bool, out: &mut Vec<(u64, 
         subproof_ranges(m - k, start + k, n - k, false, out);
         out.push((start, start + k));
     }
+}
+
+/// The consistency proof from the tree `old` (its compact range: the roots of its perfect
+/// subtrees) to that tree with `appended` added, without the older leaves: every proof
+/// range below `old.size()` is a run of `old`'s perfect subtrees (RFC 9162's decomposition
+/// never splits one), so the compact range is all a writer must keep between checkpoints.
+/// `None` only if that did not hold (a bug, not an input).
+pub fn consistency_proof_extending(old: &CompactTree, appended: &[Hash]) -> Option<Vec<Hash>> {
+    let m = old.size;
+    let n = m + appended.len() as u64;
+    consistency_ranges(m, n)?
+        .into_iter()
+        .map(|(a, b)| {
+            if a >= m {
+                let (a, b) = (usize::try_from(a - m).ok()?, usize::try_from(b - m).ok()?);
+                Some(root_of(appended.get(a..b)?))
+            } else {
+                old.range_root(a, b)
+            }
+        })
+        .collect()
 }
 
 /// A consistency proof made from the leaves as they stream by, holding one compact tree
@@ -662,6 +719,16 @@ mod tests {
                     streamed.push(*leaf);
                 }
                 assert_eq!(streamed.finish(), proof, "{m} -> {n}");
+                // Made from the older tree's compact range and the leaves since: the same.
+                let mut older = CompactTree::new();
+                for leaf in &l[..m] {
+                    older.push(*leaf);
+                }
+                assert_eq!(
+                    consistency_proof_extending(&older, &l[m..n]),
+                    Some(proof.clone()),
+                    "{m} -> {n} from the compact range"
+                );
                 // Any hash of the proof changed, or a root, or a size: refused.
                 for i in 0..proof.len() {
                     let mut bad = proof.clone();

@@ -13,6 +13,7 @@ use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::copy::CopyTarget;
 use super::latest::LatestFile;
 use super::startup::{Scan, Trusted};
 use super::{Appended, Counters, Item, LogConfig, Op, Queue, Reply, Shared, Slot, lock};
@@ -50,8 +51,9 @@ pub(super) struct Writer {
     /// The `checkpoint` file, replaced with descriptors opened ahead.
     latest: LatestFile,
     /// Its copy in `checkpoint_copy_dir`: overwritten only while it still holds what this
-    /// writer put there (or found there, verified, at start).
-    copy: Option<LatestFile>,
+    /// writer put there (or found there, verified, at start), and only with a checkpoint
+    /// proven consistent with it.
+    copy: Option<CopyTarget>,
     /// Set while a checkpoint cannot be written (no descriptor, no space): nothing was
     /// half-written, so the log retries instead of failing for good, and refuses appends
     /// until a checkpoint succeeds.
@@ -153,7 +155,7 @@ impl Writer {
         let latest = LatestFile::open(&dir)?;
         // The copy verified (or is absent): from here on it is this writer's to replace.
         let copy = match &cfg.checkpoint_copy_dir {
-            Some(d) => Some(LatestFile::open(d)?),
+            Some(d) => Some(CopyTarget::new(LatestFile::open(d)?, &tree)),
             None => None,
         };
 
@@ -501,6 +503,9 @@ impl Writer {
                 }
                 for h in leaves {
                     self.tree.push(h);
+                    if let Some(copy) = &mut self.copy {
+                        copy.push(h);
+                    }
                 }
                 if self.first_unsealed_at.is_none() && self.tree.size() > self.sealed_size {
                     self.first_unsealed_at = Some(Instant::now());
@@ -663,7 +668,7 @@ impl Writer {
         // it (behind is what a replayed checkpoint looks like).
         self.latest.replace(signed.note.as_bytes(), false)?;
         if let Some(copy) = &mut self.copy {
-            copy.replace(signed.note.as_bytes(), true)?;
+            copy.replace(&signed.note, &self.tree)?;
         }
         let path = self.ckpt_path.clone();
         let r = self

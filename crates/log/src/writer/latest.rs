@@ -63,6 +63,11 @@ impl LatestFile {
         Ok(f)
     }
 
+    /// The `checkpoint` file's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Replaces the file with `data`. With `guard`, only while it is still the file this
     /// writer last put there (or found at start).
     pub(super) fn replace(&mut self, data: &[u8], guard: bool) -> Result<(), LogError> {

@@ -22,6 +22,7 @@
 //! refuses all later appends (and `health` reports it) until it is reopened.
 
 mod commit;
+mod copy;
 mod latest;
 mod startup;
 
