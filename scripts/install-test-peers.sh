@@ -29,3 +29,12 @@ if ! command -v promtool >/dev/null 2>&1; then
         || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends prometheus >/dev/null; }
     command -v promtool >/dev/null 2>&1 || { echo "promtool is still missing" >&2; exit 1; }
 fi
+
+# @cloud-copilot/iam-simulate: an independent IAM policy evaluator (node), the oracle of the
+# differential test of custody_grant::decide. Pinned by tests/peers/iam-simulate's lockfile.
+peer="$(dirname "$0")/../tests/peers/iam-simulate"
+if [[ ! -d $peer/node_modules/@cloud-copilot/iam-simulate ]]; then
+    command -v node >/dev/null 2>&1 || { echo "node is missing (the IAM simulator peer needs it)" >&2; exit 1; }
+    echo "installing test peer: @cloud-copilot/iam-simulate (npm ci)" >&2
+    (cd "$peer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -18,6 +18,9 @@ pub(crate) struct ArnPattern {
     /// When the partition, service, region or account segment holds upper-case letters:
     /// the pattern with them in lower case (see [`ArnPattern::broad`]).
     folded: Option<Box<ArnPattern>>,
+    /// A wildcard in the resource-type part of the resource segment (see
+    /// [`ArnPattern::matches_strict`]).
+    wild_type: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +48,18 @@ pub(crate) const TEMPLATE_SERVICES: &[&str] = &["secretsmanager", "kms"];
 /// pattern covers every value: no policy pattern can hold it (control characters are
 /// refused), so only a wildcard matches it.
 pub(crate) const UNKNOWN: char = '\u{1}';
+
+/// The resource-type part of an ARN's resource segment: up to and including the first `/`
+/// or `:` (`instance/` of `instance/i-1`, `function:` of `function:f:1`); empty when there
+/// is neither, and for S3 bucket and object ARNs (no region, no account), whose resource
+/// segment is a bucket name.
+pub(crate) fn type_part<'a>(segments: &Segments<'a>) -> &'a str {
+    let [_, service, region, account, resource] = *segments;
+    if service == "s3" && region.is_empty() && account.is_empty() {
+        return "";
+    }
+    resource.find(['/', ':']).map_or("", |i| &resource[..=i])
+}
 
 /// Split `arn:partition:service:region:account:resource` into its five segments after `arn`.
 pub(crate) fn split(arn: &str) -> Result<Segments<'_>, MalformedArn> {
@@ -132,9 +147,22 @@ impl ArnPattern {
         };
         Ok(Self {
             text: text.to_owned(),
+            wild_type: split(text)
+                .is_ok_and(|segments| wildcard::has_wildcard(type_part(&segments))),
             kind,
             folded,
         })
+    }
+
+    /// Whether this pattern matches a request resource as IAM reads it where matching
+    /// less could only make a decision stricter (an `Allow`'s `Resource`, a `Deny`'s
+    /// `NotResource`): as [`ArnPattern::matches`], except that a wildcard in the resource
+    /// type (`inst?nce/i-1`, `*/i-1`, `key*:x`) matches nothing. AWS documents a wildcard
+    /// there as incorrect usage, and the independent evaluator the differential test runs
+    /// (`@cloud-copilot/iam-simulate`) compares that part literally; wherever matching more
+    /// is the stricter reading, [`ArnPattern::broad`] still matches it as a glob.
+    pub(crate) fn matches_strict(&self, resource: &str, segments: Option<&Segments<'_>>) -> bool {
+        !self.wild_type && self.matches(resource, segments)
     }
 
     /// The pattern matching as much as IAM might: with the partition, service, region
@@ -237,6 +265,40 @@ mod tests {
         for (pattern, resource, want) in rows {
             assert_eq!(m(pattern, resource), want, "`{pattern}` vs `{resource}`");
         }
+    }
+
+    #[test]
+    fn a_wildcard_in_the_resource_type_matches_nothing_strictly() {
+        let strict = |pattern: &str, resource: &str| {
+            let p = ArnPattern::parse(pattern).unwrap_or_else(|e| unreachable!("{e:?}"));
+            let segs = split(resource).unwrap_or_else(|e| unreachable!("{e:?}"));
+            (
+                p.matches_strict(resource, Some(&segs)),
+                p.broad().matches(resource, Some(&segs)),
+            )
+        };
+        let i = "arn:aws:ec2:us-east-1:1:instance/i-1";
+        // (pattern, strictly, broadly)
+        for (pattern, want) in [
+            ("arn:aws:ec2:us-east-1:1:inst?nce/i-1", (false, true)),
+            ("arn:aws:ec2:us-east-1:1:*/i-1", (false, true)),
+            ("arn:aws:ec2:us-east-1:1:instance/*", (true, true)),
+            ("arn:aws:ec2:us-east-1:1:instance/?-1", (true, true)),
+            // No `/` or `:` in the pattern's resource: no resource-type part to hold it.
+            ("arn:aws:ec2:us-east-1:1:inst*", (true, true)),
+            ("arn:aws:ec2:us-east-1:1:*", (true, true)),
+        ] {
+            assert_eq!(strict(pattern, i), want, "`{pattern}`");
+        }
+        // S3 bucket and object ARNs have no resource-type part.
+        assert_eq!(
+            strict("arn:aws:s3:::b?/k", "arn:aws:s3:::bb/k"),
+            (true, true)
+        );
+        assert_eq!(
+            strict("arn:aws:lambda:r:1:f*:x", "arn:aws:lambda:r:1:function:x"),
+            (false, true)
+        );
     }
 
     #[test]

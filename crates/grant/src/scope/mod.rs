@@ -315,12 +315,18 @@ impl Statement {
         let deny = self.effect == Effect::Deny;
         let resource_hit = match (&self.resources, resource.segments.as_ref()) {
             (Resources::Resource(list), Some(segments)) => list.iter().any(|p| {
-                let p = if deny { p.broad() } else { p };
-                p.matches(resource.text, Some(segments))
+                if deny {
+                    p.broad().matches(resource.text, Some(segments))
+                } else {
+                    p.matches_strict(resource.text, Some(segments))
+                }
             }),
             (Resources::NotResource(list), Some(segments)) => !list.iter().any(|p| {
-                let p = if deny { p } else { p.broad() };
-                p.matches(resource.text, Some(segments))
+                if deny {
+                    p.matches_strict(resource.text, Some(segments))
+                } else {
+                    p.broad().matches(resource.text, Some(segments))
+                }
             }),
             // The request's resource is not known (`*`): it could be any resource. An
             // `Allow` covers it only if it covers every resource; a `Deny` applies if it
@@ -347,7 +353,7 @@ impl Statement {
             return self.effect == Effect::Deny;
         };
         // Covers every value: matches with each unknown character consumed by a wildcard.
-        let covers_all = |p: &ArnPattern| p.matches(unknowns, Some(&strict));
+        let covers_all = |p: &ArnPattern| p.matches_strict(unknowns, Some(&strict));
         match (&self.resources, self.effect) {
             (Resources::Resource(list), Effect::Allow) => list.iter().any(covers_all),
             (Resources::NotResource(list), Effect::Allow) => {
