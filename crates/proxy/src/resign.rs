@@ -103,16 +103,19 @@ async fn prepare(
     req: Request<ProxyBody>,
     bytes_in: BytesIn,
 ) -> Result<(Request<ProxyBody>, BodyFailure), Refusal> {
-    let (Some(entry), Some(verified)) = (&ctx.grant, &ctx.verified) else {
+    let (Some(entry), Some(verified), Some(classification)) =
+        (&ctx.grant, &ctx.verified, &ctx.classification)
+    else {
         return Err(Refusal::new(
             RefusalKind::AccessDenied,
-            "request reached re-signing unauthenticated",
+            "request reached re-signing unauthenticated or unclassified",
         ));
     };
-    let target = shared
-        .options
-        .upstream
-        .target(&verified.service, &verified.region)?;
+    let target = shared.options.upstream.target(
+        &classification.service,
+        &verified.service,
+        &verified.region,
+    )?;
     let credentials = shared
         .credentials
         .credentials(&entry.grant)

@@ -8,7 +8,8 @@ use crate::error::{Refusal, RefusalKind};
 /// How upstream endpoints are chosen.
 #[derive(Debug, Clone)]
 pub enum UpstreamConfig {
-    /// Real AWS: `https://{endpoint}.{region}.amazonaws.com` from the service table.
+    /// Real AWS: `https://{endpoint prefix}.{region}.amazonaws.com`, or the service's one
+    /// global host, from the classification data.
     Aws,
     /// Every service at one AWS-compatible endpoint (moto in tests, a VPC endpoint, …).
     Override {
@@ -31,23 +32,6 @@ pub struct UpstreamTarget {
     /// The SigV4 signing name.
     pub signing_name: String,
 }
-
-/// Signing names the gateway forwards, with the DNS label of their AWS endpoint.
-///
-/// Only services the classifier knows are here; anything else was already denied.
-const SERVICES: &[(&str, &str)] = &[
-    ("s3", "s3"),
-    ("sts", "sts"),
-    ("dynamodb", "dynamodb"),
-    ("sqs", "sqs"),
-    ("sns", "sns"),
-    ("lambda", "lambda"),
-    ("secretsmanager", "secretsmanager"),
-    ("kms", "kms"),
-    ("ssm", "ssm"),
-    ("logs", "logs"),
-    ("ec2", "ec2"),
-];
 
 impl UpstreamConfig {
     /// Parse an endpoint override such as `http://127.0.0.1:5000`.
@@ -72,24 +56,33 @@ impl UpstreamConfig {
         Ok(Self::Override { scheme, authority })
     }
 
-    /// The upstream for `signing_name` in `region`.
-    pub fn target(&self, signing_name: &str, region: &str) -> Result<UpstreamTarget, Refusal> {
+    /// The upstream for the classified `service` (botocore's name, whose endpoint the
+    /// classification data carries), signed as `signing_name` in `region`.
+    pub fn target(
+        &self,
+        service: &str,
+        signing_name: &str,
+        region: &str,
+    ) -> Result<UpstreamTarget, Refusal> {
         if !is_region_name(region) {
             return Err(Refusal::new(
                 RefusalKind::InvalidRequest,
                 format!("region `{region}` in the credential scope is not a region name"),
             ));
         }
-        let Some((_, label)) = SERVICES.iter().find(|(name, _)| *name == signing_name) else {
+        let Some(endpoint) = custody_sigv4::classify::endpoint(service) else {
             return Err(Refusal::new(
                 RefusalKind::AccessDenied,
-                format!("service `{signing_name}` is not forwarded by this gateway"),
+                format!("service `{service}` is not forwarded by this gateway"),
             ));
         };
         let (scheme, authority) = match self {
             Self::Override { scheme, authority } => (scheme.clone(), authority.clone()),
             Self::Aws => {
-                let host = format!("{label}.{region}.amazonaws.com");
+                let host = match endpoint.global_host {
+                    Some(global) => global.to_owned(),
+                    None => format!("{}.{region}.amazonaws.com", endpoint.prefix),
+                };
                 let authority = host.parse::<Authority>().map_err(|_| {
                     Refusal::new(
                         RefusalKind::InvalidRequest,
@@ -130,10 +123,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aws_hosts_come_from_the_table() {
-        let t = UpstreamConfig::Aws.target("dynamodb", "eu-west-1").unwrap();
+    fn aws_hosts_come_from_the_classification_data() {
+        let t = UpstreamConfig::Aws
+            .target("dynamodb", "dynamodb", "eu-west-1")
+            .unwrap();
         assert_eq!(t.authority.as_str(), "dynamodb.eu-west-1.amazonaws.com");
         assert_eq!(t.scheme, Scheme::HTTPS);
+        // The endpoint prefix, not the signing name: CloudWatch signs as `monitoring`,
+        // Bedrock runtime as `bedrock`.
+        let t = UpstreamConfig::Aws
+            .target("bedrock-runtime", "bedrock", "us-west-2")
+            .unwrap();
+        assert_eq!(
+            t.authority.as_str(),
+            "bedrock-runtime.us-west-2.amazonaws.com"
+        );
+        assert_eq!(t.signing_name, "bedrock");
+        // A global service: one host, whatever the region.
+        let t = UpstreamConfig::Aws
+            .target("iam", "iam", "us-east-1")
+            .unwrap();
+        assert_eq!(t.authority.as_str(), "iam.amazonaws.com");
     }
 
     #[test]
@@ -147,17 +157,21 @@ mod tests {
             "a-b-c-d-e-f-1",
         ] {
             assert!(
-                UpstreamConfig::Aws.target("s3", region).is_err(),
+                UpstreamConfig::Aws.target("s3", "s3", region).is_err(),
                 "{region}"
             );
         }
-        assert!(UpstreamConfig::Aws.target("iam", "us-east-1").is_err());
+        assert!(
+            UpstreamConfig::Aws
+                .target("no-such-service", "x", "us-east-1")
+                .is_err()
+        );
     }
 
     #[test]
     fn override_sends_everything_to_one_endpoint() {
         let c = UpstreamConfig::from_endpoint("http://127.0.0.1:5000").unwrap();
-        let t = c.target("sqs", "us-east-1").unwrap();
+        let t = c.target("sqs", "sqs", "us-east-1").unwrap();
         assert_eq!(t.authority.as_str(), "127.0.0.1:5000");
         assert!(UpstreamConfig::from_endpoint("ftp://x").is_err());
         assert!(UpstreamConfig::from_endpoint("http://x/path").is_err());

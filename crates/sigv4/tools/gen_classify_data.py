@@ -26,6 +26,10 @@ CRATE = os.path.dirname(HERE)
 DATA = os.path.join(CRATE, "data")
 RUST_INDEX = os.path.join(CRATE, "src", "classify", "data_files.rs")
 
+IAM_DATA = os.path.join(os.path.dirname(CRATE), "grant", "data", "iam-actions.tsv")
+
+GLOBAL_HOSTS = {}
+
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 BUILTIN = {"partition", "region", "account"}
 PROTOCOLS = {"query": "query", "json": "json", "rest-json": "rest-json", "rest-xml": "rest-xml", "ec2": "ec2"}
@@ -182,15 +186,95 @@ def split_uri(uri):
     return path, disc
 
 
+def global_hosts():
+    """Endpoint prefix -> host name of the services AWS serves from one global endpoint in
+    its `aws` partition (botocore's endpoints.json: `isRegionalized: false`)."""
+    with open(os.path.join(os.path.dirname(botocore.__file__), "data", "endpoints.json")) as f:
+        partitions = json.load(f)["partitions"]
+    aws = next(p for p in partitions if p["partition"] == "aws")
+    out = {}
+    for prefix, svc in aws["services"].items():
+        end = svc.get("endpoints", {}).get(svc.get("partitionEndpoint") or "", {})
+        if svc.get("isRegionalized") is False and end.get("hostname"):
+            out[prefix] = end["hostname"]
+    return out
+
+
+def load_iam_actions():
+    """IAM prefix -> {action name lower case: action name as AWS spells it}, from the
+    Service Authorization Reference data `custody_grant::iam` embeds."""
+    actions = {}
+    with open(IAM_DATA) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) < 2 or fields[1].startswith("="):
+                continue
+            actions.setdefault(fields[0], {})[fields[1].lower()] = fields[1]
+    return actions
+
+
+def known_action(iam, action):
+    prefix, _, name = action.partition(":")
+    return name.lower() in iam.get(prefix, {})
+
+
+def pick_protocol(model):
+    """The protocol botocore speaks to the service (the first of the model's protocols in
+    botocore's priority order), when the classifier reads it. `smithy-rpc-v2-cbor`, which
+    other SDKs may send to services that list it, is not read."""
+    try:
+        resolved = model.resolved_protocol
+    except Exception:  # no protocol botocore speaks
+        return None
+    return PROTOCOLS.get(resolved)
+
+
+def iam_prefix_for(name, model, iam, renamed):
+    """The IAM service prefix of a botocore service: an explicit rename (reviewed by hand),
+    else the signing name, endpoint prefix or service name when the reference knows it and
+    at least one operation is an action of it. `None`: the reference names none."""
+    if name in renamed:
+        return renamed[name]
+    meta = model.metadata
+    ops = {o.lower() for o in model.operation_names}
+    for candidate in (meta.get("signingName"), meta.get("endpointPrefix"), name):
+        if candidate in iam and ops & set(iam[candidate]):
+            return candidate
+    return None
+
+
+def auto_overrides(name, model, iam, renamed):
+    """What the hand-kept overrides say for a curated service, derived for any other: the
+    IAM action of each operation from the reference (an operation whose name is no action
+    of the service's IAM prefix is marked `noaction` and refused), no resource rules (the
+    resource is `*`, which `custody_grant` decides over every resource the action takes)."""
+    prefix = iam_prefix_for(name, model, iam, renamed)
+    if prefix is None:
+        return None
+    known = iam[prefix]
+    actions, noaction = {}, []
+    for op in model.operation_names:
+        spelled = known.get(op.lower())
+        if spelled is None:
+            noaction.append(op)
+        else:
+            actions[op] = f"{prefix}:{spelled}"
+    return {"actions": actions, "noaction": noaction, "iam_prefix": prefix}
+
+
 def generate_service(session, name, over, minting):
     model = session.get_service_model(name)
-    protocol = PROTOCOLS[model.protocol]
+    protocol = pick_protocol(model)
     shapes = Shapes(protocol)
     # AWS JSON services that still take the query protocol (SQS) get a second table with
     # the query wire names.
     query_shapes = Shapes("query") if "awsQueryCompatible" in model.metadata else None
     meta = model.metadata
     prefix = meta.get("signingName", meta["endpointPrefix"])
+    iam_prefix = over.get("iam_prefix", prefix)
+    noaction = set(over.get("noaction", []))
     actions = over.get("actions", {})
     handlers = over.get("handlers", {})
     aliases = over.get("aliases", {})
@@ -220,6 +304,8 @@ def generate_service(session, name, over, minting):
             if loc is not None:
                 mem[m] = loc
         entry = {"name": op_name, "action": action}
+        if op_name in noaction:
+            entry["noaction"] = True
         if protocol in ("rest-json", "rest-xml"):
             path, disc = split_uri(op.http["requestUri"])
             for m in sorted(required):
@@ -238,6 +324,8 @@ def generate_service(session, name, over, minting):
             # Header members an S3 or Lambda request may carry (any other `x-amz-*`
             # header is refused), and the prefix of a headers map (`x-amz-meta-`).
             hkeys = [h for h in located(members, "header", lower=True) if h.startswith("x-amz-")]
+            # Headers the SDKs add to every request of the service (not model members).
+            hkeys = sorted(set(hkeys) | set(over.get("sdk_headers", [])))
             if hkeys:
                 entry["hkeys"] = hkeys
             hpre = located(members, "headers", lower=True)
@@ -282,7 +370,9 @@ def generate_service(session, name, over, minting):
         "api_version": meta["apiVersion"],
         "protocol": protocol,
         "signing_name": prefix,
-        "iam_prefix": prefix,
+        "iam_prefix": iam_prefix,
+        "endpoint_prefix": meta["endpointPrefix"],
+        "global_host": GLOBAL_HOSTS.get(meta["endpointPrefix"]),
         "target_prefix": meta.get("targetPrefix"),
         "json_version": meta.get("jsonVersion"),
         "query_compatible": "awsQueryCompatible" in meta,
@@ -314,17 +404,25 @@ def render(doc):
     return "\n".join(lines) + "\n"
 
 
-def render_index(names):
+def render_index(docs):
     out = [
         "// @generated by crates/sigv4/tools/gen_classify_data.py; do not edit.",
-        "//! The embedded per-service classification data (one JSON file per service).",
+        "//! The embedded per-service classification data (one JSON file per service), with",
+        "//! what picks a service before its file is parsed.",
         "",
-        "/// `(service name, JSON text)` for every service the gateway can classify.",
+        "use super::data::Embedded;",
+        "",
+        "/// Every service the gateway can classify, by service name.",
         "#[rustfmt::skip]",
-        "pub(crate) const SERVICE_DATA: &[(&str, &str)] = &[",
+        "pub(crate) const SERVICE_DATA: &[Embedded] = &[",
     ]
-    for n in names:
-        out.append(f'    ("{n}", include_str!("../../data/{n}.json")),')
+    for d in sorted(docs, key=lambda d: d["service"]):
+        n = d["service"]
+        out.append(
+            f'    Embedded {{ name: "{n}", signing_name: "{d["signing_name"]}", '
+            f'endpoint_prefix: "{d["endpoint_prefix"]}", global_host: "{d["global_host"] or ""}", '
+            f'json: include_str!("../../data/{n}.json") }},'
+        )
     out.append("];")
     return "\n".join(out) + "\n"
 
@@ -335,12 +433,50 @@ def main():
         overrides = json.load(f)
     minting = set(overrides["mints_credentials"])
     session = botocore.session.get_session()
+    iam = load_iam_actions()
+    GLOBAL_HOSTS.update(global_hosts())
     outputs = {}
-    names = overrides["allowlist"]
-    for name in names:
-        doc = generate_service(session, name, overrides["services"].get(name, {}), minting)
+    curated = overrides["allowlist"]
+    excluded = overrides["excluded"]
+    names, entries, skipped = [], [], {}
+    for name in session.get_available_services():
+        if name in excluded:
+            skipped[name] = excluded[name]
+            continue
+        model = session.get_service_model(name)
+        if name in curated:
+            over = dict(overrides["services"].get(name, {}))
+            # An action the reference does not know (an operation newer than the data):
+            # refused, as for any other service.
+            # (A handler names the actions of its operations itself.)
+            handlers = over.get("handlers", {})
+            over["noaction"] = [
+                op for op in model.operation_names
+                if op not in handlers
+                and not known_action(iam, over.get("actions", {}).get(op, f"{model.signing_name}:{op}"))
+            ]
+        else:
+            over = auto_overrides(name, model, iam, overrides["iam_prefix"])
+            if over is None:
+                skipped[name] = "no IAM service prefix in the Service Authorization Reference matches it"
+                continue
+            over.update(overrides["services"].get(name, {}))
+        if pick_protocol(model) is None:
+            skipped[name] = f"protocols {model.metadata.get('protocols')} not read by the classifier"
+            continue
+        doc = generate_service(session, name, over, minting)
+        names.append(name)
+        entries.append(doc)
         outputs[os.path.join(DATA, f"{name}.json")] = render(doc)
-    outputs[RUST_INDEX] = render_index(names)
+    outputs[RUST_INDEX] = render_index(entries)
+    outputs[os.path.join(DATA, "skipped.json")] = json.dumps(skipped, indent=1, sort_keys=True) + "\n"
+    # Files of services no longer generated would be embedded no more; remove them.
+    for f in os.listdir(DATA):
+        if f.endswith(".json") and f not in ("overrides.json", "skipped.json") and f[:-5] not in names:
+            if check:
+                print(f"stale data file: {f}")
+                sys.exit(1)
+            os.remove(os.path.join(DATA, f))
     stale = []
     for path, text in outputs.items():
         old = open(path).read() if os.path.exists(path) else None
@@ -352,8 +488,12 @@ def main():
     if check and stale:
         print("stale generated files (run tools/gen_classify_data.py):", *stale, sep="\n  ")
         sys.exit(1)
-    total = sum(len(json.loads(t)["operations"]) for p, t in outputs.items() if p.endswith(".json"))
-    print(f"{len(names)} services, {total} operations, botocore {botocore.__version__}")
+    total = sum(len(d["operations"]) for d in entries)
+    refused = sum(1 for d in entries for op in d["operations"] if op.get("noaction"))
+    print(
+        f"{len(names)} services ({len(skipped)} skipped), {total} operations "
+        f"({refused} without an IAM action), botocore {botocore.__version__}"
+    )
 
 
 if __name__ == "__main__":

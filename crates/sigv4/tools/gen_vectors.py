@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Build one request per operation of every classified service with botocore's own
-serializer, and print them as JSON test vectors for crates/sigv4/tests/classify_botocore.rs.
+serializer, and print them as JSON test vectors for crates/sigv4/tests/classify_botocore.rs
+(every service the classification data covers, or those named).
 
 Each operation's required input members are filled generically from the shape model
 (names that look like buckets, keys, ARNs, queue URLs get plausible values). The request
@@ -196,9 +197,11 @@ def legacy_query_vectors(service, model):
 
 
 def main():
-    with open(os.path.join(os.path.dirname(HERE), "data", "overrides.json")) as f:
-        allowlist = json.load(f)["allowlist"]
-    services = sys.argv[1:] or allowlist
+    data = os.path.join(os.path.dirname(HERE), "data")
+    generated = sorted(
+        f[:-5] for f in os.listdir(data) if f.endswith(".json") and f not in ("overrides.json", "skipped.json")
+    )
+    services = sys.argv[1:] or generated
     session = botocore.session.get_session()
     vectors = []
     for service in services:

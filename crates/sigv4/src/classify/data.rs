@@ -1,9 +1,10 @@
 //! The embedded service data and its indexes, parsed once on first use.
 //!
-//! Parsing all services (~1,400 operations, ~200 KB of JSON) takes about a millisecond;
-//! it happens on the first call to `classify` and is cached in a `OnceLock` for the life
-//! of the process. A parse failure is cached too and turns every classification into an
-//! error (deny); the data tests make sure that never ships.
+//! The index (signing name → services) is built from the generated table on the first
+//! call; each service's JSON is parsed the first time a request signs with its name, and
+//! cached in a `OnceLock` for the life of the process. A parse failure is cached too and
+//! turns every classification for that service into an error (deny); the data tests make
+//! sure that never ships.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -25,6 +26,12 @@ pub(crate) struct ServiceData {
     pub(crate) api_version: String,
     pub(crate) protocol: String,
     pub(crate) signing_name: String,
+    /// The IAM service prefix of its actions.
+    #[serde(default)]
+    pub(crate) iam_prefix: String,
+    /// The first label of its regional host.
+    #[serde(default)]
+    pub(crate) endpoint_prefix: String,
     pub(crate) target_prefix: Option<String>,
     #[serde(default)]
     pub(crate) query_compatible: bool,
@@ -98,6 +105,10 @@ pub(crate) struct OpData {
     pub(crate) version_action: Option<String>,
     #[serde(default)]
     pub(crate) mints: bool,
+    /// The operation's name is no action of the service's IAM prefix in the Service
+    /// Authorization Reference: refused (which action AWS checks is not known).
+    #[serde(default)]
+    pub(crate) noaction: bool,
     /// The members the body may carry (JSON, query, EC2; REST-JSON body members), by
     /// wire name. `None` for REST operations whose body the data does not describe.
     #[serde(rename = "in")]
@@ -160,6 +171,19 @@ pub(crate) enum Transform {
     SecretsmanagerSecret,
 }
 
+/// One service's embedded data file, with what picks the service before the file is
+/// parsed (see `data_files.rs`, generated).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Embedded {
+    pub(crate) name: &'static str,
+    pub(crate) signing_name: &'static str,
+    pub(crate) endpoint_prefix: &'static str,
+    /// The host of its one global endpoint in the `aws` partition (IAM, Route 53, …);
+    /// empty for a regional service.
+    pub(crate) global_host: &'static str,
+    pub(crate) json: &'static str,
+}
+
 /// A service with its lookup indexes.
 #[derive(Debug)]
 pub(crate) struct Service {
@@ -170,83 +194,108 @@ pub(crate) struct Service {
     routes: HashMap<String, Vec<(usize, Template)>>,
 }
 
-/// All services.
+/// All services: indexed by signing name from the embedded table, each parsed the first
+/// time a request names its signing name (over 400 services and 5 MB of JSON: parsing them
+/// all up front would cost every gateway start, and memory, for services it never sees).
 #[derive(Debug)]
 pub(crate) struct Registry {
-    pub(crate) services: Vec<Service>,
-    by_signing_name: HashMap<String, Vec<usize>>,
+    files: Vec<Embedded>,
+    parsed: Vec<OnceLock<Result<Service, String>>>,
+    by_signing_name: HashMap<&'static str, Vec<usize>>,
 }
 
-static REGISTRY: OnceLock<Result<Registry, String>> = OnceLock::new();
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
-/// The parsed registry (parsed on first use).
-pub(crate) fn registry() -> Result<&'static Registry, ClassifyError> {
-    REGISTRY
-        .get_or_init(|| Registry::parse(super::data_files::SERVICE_DATA))
-        .as_ref()
-        .map_err(|e| ClassifyError::Data(e.clone()))
+/// The registry (indexed on first use; services parsed as they are asked for).
+pub(crate) fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(|| Registry::new(super::data_files::SERVICE_DATA))
 }
 
 // === impl Registry ===
 
 impl Registry {
-    pub(crate) fn parse(files: &[(&str, &str)]) -> Result<Self, String> {
-        let mut services = Vec::with_capacity(files.len());
-        let mut by_signing_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for (name, text) in files {
-            let data: ServiceData =
-                serde_json::from_str(text).map_err(|e| format!("`{name}.json`: {e}"))?;
-            let protocol = match data.protocol.as_str() {
-                "query" => Protocol::Query,
-                "json" => Protocol::Json,
-                "rest-json" => Protocol::RestJson,
-                "rest-xml" => Protocol::RestXml,
-                "ec2" => Protocol::Ec2,
-                other => return Err(format!("`{name}.json`: unknown protocol `{other}`")),
-            };
-            let mut by_name = HashMap::with_capacity(data.operations.len());
-            let mut routes: HashMap<String, Vec<(usize, Template)>> = HashMap::new();
-            for (i, op) in data.operations.iter().enumerate() {
-                by_name.insert(op.name.clone(), i);
-                if matches!(protocol, Protocol::RestJson | Protocol::RestXml) {
-                    let (Some(method), Some(path)) = (&op.method, &op.path) else {
-                        return Err(format!("`{name}.json`: `{}` has no http route", op.name));
-                    };
-                    routes
-                        .entry(method.clone())
-                        .or_default()
-                        .push((i, Template::parse(path)?));
-                }
-            }
-            by_signing_name
-                .entry(data.signing_name.clone())
-                .or_default()
-                .push(services.len());
-            services.push(Service {
-                data,
-                protocol,
-                by_name,
-                routes,
-            });
+    pub(crate) fn new(files: &[Embedded]) -> Self {
+        let mut by_signing_name: HashMap<&'static str, Vec<usize>> = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            by_signing_name.entry(f.signing_name).or_default().push(i);
         }
-        Ok(Registry {
-            services,
+        Registry {
+            files: files.to_vec(),
+            parsed: files.iter().map(|_| OnceLock::new()).collect(),
             by_signing_name,
-        })
+        }
     }
 
-    /// Services that sign with this name.
-    pub(crate) fn by_signing_name(&self, signing_name: &str) -> Vec<&Service> {
+    /// Services that sign with this name, parsed. A data file that does not parse is an
+    /// error (the request is refused); the data tests make sure none ships.
+    pub(crate) fn by_signing_name(
+        &self,
+        signing_name: &str,
+    ) -> Result<Vec<&Service>, ClassifyError> {
         self.by_signing_name
             .get(signing_name)
-            .map(|ix| ix.iter().filter_map(|&i| self.services.get(i)).collect())
-            .unwrap_or_default()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|&i| self.service(i))
+            .collect()
+    }
+
+    /// Every service, parsed.
+    pub(crate) fn all(&self) -> Result<Vec<&Service>, ClassifyError> {
+        (0..self.files.len()).map(|i| self.service(i)).collect()
+    }
+
+    /// The service `name`'s embedded entry (no parsing).
+    pub(crate) fn entry(&self, name: &str) -> Option<&Embedded> {
+        self.files.iter().find(|f| f.name == name)
+    }
+
+    fn service(&self, i: usize) -> Result<&Service, ClassifyError> {
+        let (Some(file), Some(cell)) = (self.files.get(i), self.parsed.get(i)) else {
+            return Err(ClassifyError::Data(format!("no service data #{i}")));
+        };
+        cell.get_or_init(|| Service::parse(file.name, file.json))
+            .as_ref()
+            .map_err(|e| ClassifyError::Data(e.clone()))
     }
 }
 
 // === impl Service ===
 
 impl Service {
+    fn parse(name: &str, text: &str) -> Result<Self, String> {
+        let data: ServiceData =
+            serde_json::from_str(text).map_err(|e| format!("`{name}.json`: {e}"))?;
+        let protocol = match data.protocol.as_str() {
+            "query" => Protocol::Query,
+            "json" => Protocol::Json,
+            "rest-json" => Protocol::RestJson,
+            "rest-xml" => Protocol::RestXml,
+            "ec2" => Protocol::Ec2,
+            other => return Err(format!("`{name}.json`: unknown protocol `{other}`")),
+        };
+        let mut by_name = HashMap::with_capacity(data.operations.len());
+        let mut routes: HashMap<String, Vec<(usize, Template)>> = HashMap::new();
+        for (i, op) in data.operations.iter().enumerate() {
+            by_name.insert(op.name.clone(), i);
+            if matches!(protocol, Protocol::RestJson | Protocol::RestXml) {
+                let (Some(method), Some(path)) = (&op.method, &op.path) else {
+                    return Err(format!("`{name}.json`: `{}` has no http route", op.name));
+                };
+                routes
+                    .entry(method.clone())
+                    .or_default()
+                    .push((i, Template::parse(path)?));
+            }
+        }
+        Ok(Service {
+            data,
+            protocol,
+            by_name,
+            routes,
+        })
+    }
+
     /// REST routes for an HTTP method.
     pub(crate) fn routes(&self, method: &str) -> &[(usize, Template)] {
         self.routes.get(method).map_or(&[], Vec::as_slice)

@@ -42,6 +42,15 @@ pub(crate) struct Req<'a> {
 /// See [`super::classify`].
 pub(crate) fn classify(input: &ClassifyInput<'_>) -> Result<Classification, ClassifyError> {
     let mut req = find_operation(input)?;
+    if req.op.noaction {
+        return Err(ClassifyError::Unrecognised {
+            service: req.service.data.service.clone(),
+            reason: format!(
+                "`{}` is not an action of `{}` in the IAM Service Authorization Reference, so which action AWS checks for it is not known",
+                req.op.name, req.service.data.iam_prefix
+            ),
+        });
+    }
     handlers::prepare(&mut req)?;
     let ctx = ArnCtx {
         partition: partition(input.region),
@@ -72,27 +81,24 @@ pub(crate) fn needs_body(
     path: &str,
     query: Option<&str>,
 ) -> bool {
-    let Ok(registry) = registry() else {
+    let Ok(services) = registry().by_signing_name(signing_name) else {
         return false;
     };
     let query = Params::parse(query.unwrap_or_default().as_bytes());
     // With several services under one signing name, buffer if any of them would read it.
-    registry
-        .by_signing_name(signing_name)
-        .into_iter()
-        .any(|service| match service.protocol {
-            Protocol::Json | Protocol::Query | Protocol::Ec2 => true,
-            Protocol::RestJson | Protocol::RestXml => {
-                match route(service, method, path, &query, headers) {
-                    Ok((op, _)) => {
-                        handlers::needs_body(op)
-                            || op.input.is_some()
-                            || op.mem.values().any(|(loc, _)| *loc == Loc::Body)
-                    }
-                    Err(_) => false,
+    services.into_iter().any(|service| match service.protocol {
+        Protocol::Json | Protocol::Query | Protocol::Ec2 => true,
+        Protocol::RestJson | Protocol::RestXml => {
+            match route(service, method, path, &query, headers) {
+                Ok((op, _)) => {
+                    handlers::needs_body(op)
+                        || op.input.is_some()
+                        || op.mem.values().any(|(loc, _)| *loc == Loc::Body)
                 }
+                Err(_) => false,
             }
-        })
+        }
+    })
 }
 
 /// See [`super::error_format`].
@@ -103,8 +109,9 @@ pub(crate) fn error_format(signing_name: &str, headers: &HeaderMap) -> ErrorForm
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
     let service = registry()
+        .by_signing_name(signing_name)
         .ok()
-        .and_then(|r| r.by_signing_name(signing_name).into_iter().next());
+        .and_then(|services| services.into_iter().next());
     match service {
         Some(s) if s.protocol == Protocol::Json && s.data.query_compatible && !json_hint => {
             ErrorFormat::Xml
@@ -117,8 +124,7 @@ pub(crate) fn error_format(signing_name: &str, headers: &HeaderMap) -> ErrorForm
 
 /// Finds the service and operation and parses what the rest of classification reads.
 fn find_operation<'a>(input: &'a ClassifyInput<'a>) -> Result<Req<'a>, ClassifyError> {
-    let registry = registry()?;
-    let candidates = registry.by_signing_name(input.signing_name);
+    let candidates = registry().by_signing_name(input.signing_name)?;
     let query = Params::parse(input.query.unwrap_or_default().as_bytes());
     let target = header(input.headers, "x-amz-target")?;
     let body = reading::decoded_body(input)?;
@@ -239,7 +245,50 @@ fn pick_service(
                 && route(s, input.method, input.path, query, input.headers).is_ok()
         }
     };
-    let mut fitting = candidates.iter().copied().filter(fits);
+    let mut fitting: Vec<&'static Service> = candidates.iter().copied().filter(fits).collect();
+    // Services may share a target prefix (Timestream's query and write APIs): then the
+    // operation must be the service's too.
+    if fitting.len() > 1
+        && let Some((_, op)) = target.and_then(|t| t.rsplit_once('.'))
+    {
+        fitting.retain(|s| s.protocol != Protocol::Json || s.op(op).is_some());
+    }
+    // Query services sharing a signing name (Elastic Load Balancing's two APIs) are told
+    // apart by the `Version` parameter every query request carries.
+    if fitting.len() > 1
+        && fitting
+            .iter()
+            .all(|s| matches!(s.protocol, Protocol::Query))
+    {
+        let version = query_version(query, body, input.headers);
+        fitting.retain(|s| version.as_deref() == Some(s.data.api_version.as_str()));
+    }
+    // REST services that share an endpoint and an IAM prefix and answer a request with the
+    // same operation (Wisdom and its successor Q in Connect, Greengrass v1 and v2) are
+    // one upstream and one action: the larger model reads it.
+    if fitting.len() > 1
+        && fitting
+            .iter()
+            .all(|s| matches!(s.protocol, Protocol::RestJson | Protocol::RestXml))
+    {
+        let op_of = |s: &'static Service| {
+            route(s, input.method, input.path, query, input.headers)
+                .ok()
+                .map(|(op, _)| op.name.clone())
+        };
+        let first = fitting[0];
+        let same = fitting.iter().all(|s| {
+            s.data.endpoint_prefix == first.data.endpoint_prefix
+                && s.data.iam_prefix == first.data.iam_prefix
+                && op_of(s).is_some()
+                && op_of(s) == op_of(first)
+        });
+        if same {
+            fitting.sort_by_key(|s| std::cmp::Reverse(s.data.operations.len()));
+            fitting.truncate(1);
+        }
+    }
+    let mut fitting = fitting.into_iter();
     match (fitting.next(), fitting.next()) {
         (Some(one), None) => Ok(one),
         (Some(a), Some(b)) => Err(ClassifyError::Ambiguous {
@@ -250,6 +299,24 @@ fn pick_service(
             service: input.signing_name.to_owned(),
             reason: "no service signing as this name fits the request's protocol".into(),
         }),
+    }
+}
+
+/// The `Version` parameter of a query request (query string or form body), if it has
+/// exactly one.
+fn query_version(query: &Params, body: Option<&[u8]>, headers: &HeaderMap) -> Option<String> {
+    let mut found = query.get_all("Version");
+    if let Some(body) = body.filter(|b| !b.is_empty())
+        && matches!(
+            content_type(headers).ok().flatten().as_deref(),
+            None | Some("application/x-www-form-urlencoded")
+        )
+    {
+        found.extend(Params::parse(body).get_all("Version"));
+    }
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
     }
 }
 
@@ -507,7 +574,7 @@ mod tests {
         reason = "tests fail loudly"
     )]
     use super::*;
-    use crate::classify::data::Registry;
+    use crate::classify::data::{Embedded, Registry};
 
     /// Four services sharing the signing name `svc`, one per protocol family.
     fn shared() -> Vec<&'static Service> {
@@ -531,9 +598,18 @@ mod tests {
                 rest("/other/{Id}")
             ),
         ];
-        let files: Vec<(&str, &str)> = files.iter().map(|f| ("t", f.as_str())).collect();
-        let registry: &'static Registry = Box::leak(Box::new(Registry::parse(&files).unwrap()));
-        registry.by_signing_name("svc")
+        let files: Vec<Embedded> = files
+            .into_iter()
+            .map(|f| Embedded {
+                name: "t",
+                signing_name: "svc",
+                endpoint_prefix: "svc",
+                global_host: "",
+                json: Box::leak(f.into_boxed_str()),
+            })
+            .collect();
+        let registry: &'static Registry = Box::leak(Box::new(Registry::new(&files)));
+        registry.by_signing_name("svc").unwrap()
     }
 
     fn pick(

@@ -280,12 +280,30 @@ pub fn error_format(signing_name: &str, headers: &http::HeaderMap) -> ErrorForma
     dispatch::error_format(signing_name, headers)
 }
 
+/// Where AWS serves a classified service (`Classification::service`): its one global
+/// host (`iam.amazonaws.com`), or `None` for `{endpoint prefix}.{region}.amazonaws.com`
+/// with the endpoint prefix given. `None` for a service the data does not know.
+pub fn endpoint(service: &str) -> Option<Endpoint> {
+    data::registry().entry(service).map(|e| Endpoint {
+        prefix: e.endpoint_prefix,
+        global_host: (!e.global_host.is_empty()).then_some(e.global_host),
+    })
+}
+
+/// Where AWS serves a service (see [`endpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The first label of its regional host (`monitoring` for CloudWatch).
+    pub prefix: &'static str,
+    /// Its one global host in the `aws` partition, if it has one.
+    pub global_host: Option<&'static str>,
+}
+
 /// The services the embedded data covers, as `(service, signing name, protocol)`.
 pub fn services() -> Result<Vec<(String, String, Protocol)>, ClassifyError> {
-    let registry = data::registry()?;
-    Ok(registry
-        .services
-        .iter()
+    Ok(data::registry()
+        .all()?
+        .into_iter()
         .map(|s| {
             (
                 s.data.service.clone(),

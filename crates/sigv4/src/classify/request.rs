@@ -48,6 +48,15 @@ impl Params {
         Ok(found)
     }
 
+    /// Every value of `key`, in order.
+    pub(crate) fn get_all(&self, key: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Whether `key` is present (any number of times).
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == key)

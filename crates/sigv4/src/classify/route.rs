@@ -45,14 +45,8 @@ impl Template {
                 segs.push(seg);
             }
         }
-        if segs
-            .iter()
-            .take(segs.len().saturating_sub(1))
-            .any(|s| matches!(s, Seg::Greedy(_)))
-        {
-            return Err(format!(
-                "template `{path}` has a greedy label before its end"
-            ));
+        if segs.iter().filter(|s| matches!(s, Seg::Greedy(_))).count() > 1 {
+            return Err(format!("template `{path}` has two greedy labels"));
         }
         Ok(Template { segs })
     }
@@ -79,8 +73,19 @@ impl Template {
                     }
                 }
                 Seg::Greedy(name) => {
-                    let rest = raw.get(i..).unwrap_or_default().join("/");
+                    // It takes what the segments after it leave (`/portals/{arn+}/x`).
+                    let after = self.segs.len() - i - 1;
+                    let end = raw.len().saturating_sub(after);
+                    let rest = raw.get(i..end).unwrap_or_default().join("/");
                     labels.push((name.clone(), decode(&rest)?));
+                    for (seg, v) in self.segs[i + 1..]
+                        .iter()
+                        .zip(raw.get(end..).unwrap_or_default())
+                    {
+                        if let Seg::Label(name) = seg {
+                            labels.push((name.clone(), decode(v)?));
+                        }
+                    }
                     break;
                 }
             }
@@ -104,9 +109,20 @@ impl Template {
                     }
                 }
                 Seg::Greedy(_) => {
-                    let rest = raw.get(i..).unwrap_or_default();
+                    // The segments after a greedy label match the end of the path.
+                    let after = &self.segs[i + 1..];
+                    let Some(end) = raw.len().checked_sub(after.len()) else {
+                        return false;
+                    };
+                    let tail_ok = after.iter().zip(&raw[end..]).all(|(seg, v)| match seg {
+                        Seg::Literal(l) => v == l,
+                        Seg::Label(_) => !v.is_empty(),
+                        Seg::Greedy(_) => false,
+                    });
+                    let rest = raw.get(i..end).unwrap_or_default();
                     // `join("/")` of these is empty only for no segments or one empty one.
-                    return !(rest.is_empty() || (rest.len() == 1 && rest[0].is_empty()));
+                    return tail_ok
+                        && !(rest.is_empty() || (rest.len() == 1 && rest[0].is_empty()));
                 }
             }
         }
@@ -159,6 +175,28 @@ mod tests {
     }
 
     #[test]
+    fn a_greedy_label_before_literals_takes_what_they_leave() {
+        let t = Template::parse("/portals/{portalArn+}/browserSettings").unwrap();
+        let raw = split_path("/portals/arn:aws:x:r:1:portal/a/b/browserSettings").unwrap();
+        assert!(t.shape_matches(&raw));
+        assert_eq!(
+            t.labels(&raw).unwrap(),
+            vec![(
+                "portalArn".to_owned(),
+                "arn:aws:x:r:1:portal/a/b".to_owned()
+            )]
+        );
+        for bad in [
+            "/portals/browserSettings",
+            "/portals/x/other",
+            "/portals/x/browserSettings/y",
+        ] {
+            assert!(!t.shape_matches(&split_path(bad).unwrap()), "{bad}");
+        }
+        assert!(Template::parse("/{a+}/{b+}").is_err());
+    }
+
+    #[test]
     fn greedy_keeps_slashes_and_dots() {
         let l = m("/{Bucket}/{Key+}", "/b//a/../c%2Fd%20e").unwrap();
         assert_eq!(l[0], ("Bucket".into(), "b".into()));
@@ -185,6 +223,6 @@ mod tests {
             )
             .is_none()
         );
-        assert!(Template::parse("/{A+}/b").is_err());
+        assert!(Template::parse("/{A+}/{B+}").is_err());
     }
 }
