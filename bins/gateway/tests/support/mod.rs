@@ -61,7 +61,7 @@ pub fn moto() -> MotoServer {
             "agent",
             serde_json::json!({
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": ["s3:*", "dynamodb:*", "sqs:*", "secretsmanager:*", "ec2:*", "sts:GetCallerIdentity"], "Resource": "*"}]
+                "Statement": [{"Effect": "Allow", "Action": ["s3:*", "dynamodb:*", "sqs:*", "secretsmanager:*", "ec2:*", "sts:GetCallerIdentity", "events:*", "states:*", "kinesis:*", "ecr:*", "ecs:*", "cloudformation:*", "cloudwatch:*", "monitoring:ListMetrics", "iam:ListRoles"], "Resource": "*"}]
             }),
         )
         .bucket(
