@@ -327,6 +327,8 @@ impl Gateway {
                     })
                 },
                 upstream,
+                // Queue URLs handed to agents point at the gateway, as their endpoint does.
+                public_url: Some(self.agent_url.clone()),
             },
         }))
     }

@@ -78,6 +78,7 @@ ddb.put_item(TableName="ledger", Item={"pk": {"S": "q1"}, "total": {"N": "42"}})
 out["item"] = ddb.get_item(TableName="ledger", Key={"pk": {"S": "q1"}})["Item"]["total"]["N"]
 sqs = boto3.client("sqs")
 url = sqs.get_queue_url(QueueName="jobs")["QueueUrl"]
+out["queue_url"] = url
 sqs.send_message(QueueUrl=url, MessageBody="job 1 + 1 = 2")
 msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", [])
 out["message"] = msgs[0]["Body"] if msgs else None
@@ -120,6 +121,13 @@ fn calls_inside_the_grant_succeed_through_moto() {
     );
     assert_eq!(v["item"], "42");
     assert_eq!(v["message"], "job 1 + 1 = 2");
+    // The queue URL handed out is on the gateway (not moto's host), and calls naming the
+    // queue by it were mapped back for the upstream.
+    assert_eq!(
+        v["queue_url"],
+        format!("{}/123456789012/jobs", stack.gateway.agent_url()),
+        "{v}"
+    );
     assert!(
         v["caller"].as_str().unwrap().contains("assumed-role/agent"),
         "{}",

@@ -33,6 +33,10 @@ pub struct ProxyOptions {
     pub observer: crate::tally::RefusalObserver,
     /// Where requests go.
     pub upstream: UpstreamConfig,
+    /// The URL agents reach the gateway at (`scheme://host[:port]`, no path): SQS queue
+    /// URLs in responses are rewritten to it, and mapped back in requests, so clients that
+    /// send to a queue's URL stay on the gateway. `None`: queue URLs pass as they are.
+    pub public_url: Option<String>,
 }
 
 impl Default for ProxyOptions {
@@ -44,6 +48,7 @@ impl Default for ProxyOptions {
             rate_limits: crate::throttle::RateLimits::default(),
             observer: crate::tally::RefusalObserver::default(),
             upstream: UpstreamConfig::Aws,
+            public_url: None,
         }
     }
 }

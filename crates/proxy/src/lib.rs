@@ -8,7 +8,7 @@
 //! 3. [`authorize::Authorize`]: the grant's decision.
 //! 4. [`record::Record`]: the decision, durable in the log before forwarding.
 //! 5. [`resign::Resign`]: scoped credentials, upstream from configuration, streamed body
-//!    checks.
+//!    checks; SQS queue URLs mapped between the agent's endpoint and the upstream's.
 //! 6. [`forward::Forward`]: hyper client, no redirects.
 //!
 //! The proxy depends on traits ([`seams`]) for the grant store, the log and the broker;
@@ -24,6 +24,7 @@ pub mod classify;
 pub mod context;
 pub mod error;
 pub mod forward;
+mod queue_urls;
 pub mod record;
 pub mod resign;
 pub mod seams;

@@ -16,9 +16,13 @@ use http::{Request, Response, Uri};
 use http_body::{Body, Frame};
 use tower::{Layer, Service};
 
+use custody_sigv4::verify::PayloadMode;
+use sha2::{Digest as _, Sha256};
+
 use crate::body::{BoxError, CountingBody, ProxyBody};
 use crate::context::{RequestCtx, Shared};
 use crate::error::{Refusal, RefusalKind};
+use crate::queue_urls;
 use crate::record::BytesIn;
 use crate::seams::BoxFuture;
 
@@ -70,27 +74,57 @@ where
             let bytes_in = req.extensions_mut().remove::<BytesIn>().unwrap_or_default();
             let format = ctx.format;
             let request_id = ctx.request_id.clone();
+            // Where queue URLs are rewritten to and from (SQS only; see `queue_urls`).
+            let urls = match (&shared.options.public_url, &ctx.classification) {
+                (Some(public), Some(c)) if queue_urls::rewrites_response(c) => Some(public.clone()),
+                _ => None,
+            };
             match prepare(&shared, &ctx, req, bytes_in).await {
-                Ok((upstream_req, body_failure)) => match inner.call(upstream_req).await {
-                    Ok(resp) => Ok(resp),
-                    Err(refusal) => {
-                        // If the agent's body failed verification, say so; else the upstream
-                        // is at fault.
-                        let failure = body_failure
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .take();
-                        let refusal = match failure {
-                            Some((kind, message)) => Refusal::new(kind, message),
-                            None => refusal,
-                        };
-                        Ok(refusal.into_recorded_response(format, &request_id))
+                Ok((upstream_req, body_failure)) => {
+                    let upstream_origin = origin_of(upstream_req.uri());
+                    match inner.call(upstream_req).await {
+                        Ok(resp) => match urls {
+                            Some(public) => {
+                                Ok(queue_urls::map_response(resp, &upstream_origin, &public)
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        Refusal::new(
+                                            RefusalKind::BadGateway,
+                                            format!("the upstream response did not arrive: {e}"),
+                                        )
+                                        .into_recorded_response(format, &request_id)
+                                    }))
+                            }
+                            None => Ok(resp),
+                        },
+                        Err(refusal) => {
+                            // If the agent's body failed verification, say so; else the upstream
+                            // is at fault.
+                            let failure = body_failure
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .take();
+                            let refusal = match failure {
+                                Some((kind, message)) => Refusal::new(kind, message),
+                                None => refusal,
+                            };
+                            Ok(refusal.into_recorded_response(format, &request_id))
+                        }
                     }
-                },
+                }
                 Err(refusal) => Ok(refusal.into_recorded_response(format, &request_id)),
             }
         })
     }
+}
+
+/// `scheme://authority` of an absolute URI.
+fn origin_of(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority().map_or("", |a| a.as_str())
+    )
 }
 
 /// Why the agent's body, not the upstream, ended the exchange: a body that failed its
@@ -126,7 +160,45 @@ async fn prepare(
                 format!("nothing was forwarded: {e}"),
             )
         })?;
-    let (parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
+    // A queue named on the agent's endpoint is named on the upstream's (SQS refuses a
+    // queue URL on another host). The body was verified whole; the upstream signature
+    // covers the mapped body.
+    let mut mapped_verified: Option<custody_sigv4::verify::Verified> = None;
+    if let Some(public) = &shared.options.public_url {
+        let upstream = format!("{}://{}", target.scheme, target.authority);
+        let mapped = match (&ctx.buffered_body, ctx.body_verified) {
+            (Some(buffered), true) => queue_urls::map_request_body(
+                classification,
+                &parts.headers,
+                buffered,
+                public,
+                &upstream,
+            ),
+            _ => None,
+        };
+        if let Some(mapped) = mapped {
+            let mut v = custody_sigv4::verify::Verified::clone(verified);
+            v.payload = PayloadMode::Hash(hex::encode(Sha256::digest(&mapped)));
+            mapped_verified = Some(v);
+            parts
+                .headers
+                .insert(http::header::CONTENT_LENGTH, mapped.len().into());
+            body = crate::body::full(mapped);
+        }
+        if let Some(query) = parts
+            .uri
+            .query()
+            .and_then(|q| queue_urls::map_query(classification, q, public, &upstream))
+        {
+            let path_and_query = format!("{}?{query}", parts.uri.path());
+            parts.uri = Uri::builder()
+                .path_and_query(path_and_query)
+                .build()
+                .map_err(|e| Refusal::new(RefusalKind::InvalidRequest, e.to_string()))?;
+        }
+    }
+    let verified = mapped_verified.as_ref().unwrap_or(verified);
     let sigv4_target = UpstreamTarget {
         scheme: target.scheme.as_str().to_owned(),
         host: target.authority.as_str().to_owned(),

@@ -1,0 +1,226 @@
+//! SQS queue URLs stay on the gateway.
+//!
+//! SQS answers `GetQueueUrl`, `CreateQueue`, `ListQueues` and `ListDeadLetterSourceQueues`
+//! with queue URLs on its own host (`https://sqs.us-east-1.amazonaws.com/123456789012/jobs`),
+//! and the JavaScript SDK (`useQueueUrlAsEndpoint`, on by default) sends every later call
+//! on a queue to its URL: straight to AWS, signed with the grant's key, bypassing the
+//! gateway (and failing there, unrecorded here). So those responses are rewritten to the
+//! URL agents are given (`ProxyOptions::public_url`), and a request naming a queue by that
+//! form (`QueueUrl` in its body or query) is mapped back to the upstream's form before it
+//! is re-signed, because SQS refuses a queue URL on another host (`InvalidAddress`).
+//!
+//! The mapping keeps what the decision was made on: the classifier reads a queue's account
+//! and name from the URL's path, which neither direction changes.
+
+use bytes::Bytes;
+use custody_sigv4::classify::Classification;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Response};
+use http_body_util::BodyExt as _;
+
+use crate::body::{ProxyBody, full};
+
+/// Operations whose responses carry queue URLs.
+const HANDS_OUT_URLS: &[&str] = &[
+    "GetQueueUrl",
+    "CreateQueue",
+    "ListQueues",
+    "ListDeadLetterSourceQueues",
+];
+
+/// Largest response rewritten (1,000 queue URLs are about 100 KB); a larger one passes as
+/// it is.
+const MAX_REWRITTEN: usize = 4 << 20;
+
+/// Whether the request is an SQS call.
+fn is_sqs(c: &Classification) -> bool {
+    c.service == "sqs"
+}
+
+/// The request body with a `QueueUrl` on `public` mapped to `upstream`, or `None` when
+/// nothing names the public form. JSON bodies (AWS JSON) and forms (the query protocol).
+pub(crate) fn map_request_body(
+    c: &Classification,
+    headers: &HeaderMap,
+    body: &[u8],
+    public: &str,
+    upstream: &str,
+) -> Option<Bytes> {
+    if !is_sqs(c) || body.is_empty() {
+        return None;
+    }
+    let on_public = |url: &str| {
+        url.strip_prefix(public)
+            .filter(|rest| rest.starts_with('/'))
+            .map(|rest| format!("{upstream}{rest}"))
+    };
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if json {
+        let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let url = value.get("QueueUrl")?.as_str()?;
+        let mapped = on_public(url)?;
+        value["QueueUrl"] = serde_json::Value::String(mapped);
+        return serde_json::to_vec(&value).ok().map(Bytes::from);
+    }
+    let mut changed = false;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
+        .map(|(k, v)| {
+            let mapped = (k == "QueueUrl").then(|| on_public(&v)).flatten();
+            changed |= mapped.is_some();
+            (k.into_owned(), mapped.unwrap_or_else(|| v.into_owned()))
+        })
+        .collect();
+    changed.then(|| {
+        Bytes::from(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish(),
+        )
+    })
+}
+
+/// The query string with a `QueueUrl` on `public` mapped to `upstream` (a query-protocol
+/// GET), or `None` when it names none.
+pub(crate) fn map_query(
+    c: &Classification,
+    query: &str,
+    public: &str,
+    upstream: &str,
+) -> Option<String> {
+    if !is_sqs(c) {
+        return None;
+    }
+    let mut changed = false;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| {
+            let mapped = (k == "QueueUrl")
+                .then(|| v.strip_prefix(public).filter(|r| r.starts_with('/')))
+                .flatten()
+                .map(|rest| format!("{upstream}{rest}"));
+            changed |= mapped.is_some();
+            (k.into_owned(), mapped.unwrap_or_else(|| v.into_owned()))
+        })
+        .collect();
+    changed.then(|| {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    })
+}
+
+/// Whether the response to this request carries queue URLs to rewrite.
+pub(crate) fn rewrites_response(c: &Classification) -> bool {
+    is_sqs(c) && HANDS_OUT_URLS.contains(&c.operation.as_str())
+}
+
+/// The response with every queue URL on `upstream` rewritten to `public`.
+pub(crate) async fn map_response(
+    response: Response<ProxyBody>,
+    upstream: &str,
+    public: &str,
+) -> Result<Response<ProxyBody>, crate::body::BoxError> {
+    let (mut parts, body) = response.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_REWRITTEN) {
+        return Ok(Response::from_parts(parts, body));
+    }
+    let bytes = http_body_util::Limited::new(body, MAX_REWRITTEN)
+        .collect()
+        .await?
+        .to_bytes();
+    let rewritten = replace_origin(&bytes, upstream, public);
+    parts.headers.remove(CONTENT_LENGTH);
+    if let Ok(v) = http::HeaderValue::from_str(&rewritten.len().to_string()) {
+        parts.headers.insert(CONTENT_LENGTH, v);
+    }
+    Ok(Response::from_parts(parts, full(rewritten)))
+}
+
+/// `body` with every `{from}/` replaced by `{to}/` (JSON and XML carry the URLs as they
+/// are; SQS escapes neither `/` nor `:` in them).
+fn replace_origin(body: &[u8], from: &str, to: &str) -> Bytes {
+    let needle = format!("{from}/");
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Bytes::copy_from_slice(body);
+    };
+    Bytes::from(text.replace(&needle, &format!("{to}/")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    fn sqs(op: &str) -> Classification {
+        Classification {
+            service: "sqs".into(),
+            operation: op.into(),
+            protocol: custody_sigv4::classify::Protocol::Json,
+            actions: Vec::new(),
+            mints_credentials: false,
+            context: Default::default(),
+        }
+    }
+
+    const PUBLIC: &str = "https://custody.internal:8432";
+    const UP: &str = "https://sqs.us-east-1.amazonaws.com";
+
+    #[test]
+    fn json_and_form_bodies_name_the_queue_on_the_upstream() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, "application/x-amz-json-1.0".parse().unwrap());
+        let body =
+            br#"{"QueueUrl":"https://custody.internal:8432/123456789012/jobs","MessageBody":"hi"}"#;
+        let out = map_request_body(&sqs("SendMessage"), &h, body, PUBLIC, UP).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["QueueUrl"], format!("{UP}/123456789012/jobs"));
+        assert_eq!(v["MessageBody"], "hi");
+        // Already on the upstream, or another host: left alone.
+        let other = br#"{"QueueUrl":"https://evil.example/123456789012/jobs"}"#;
+        assert!(map_request_body(&sqs("SendMessage"), &h, other, PUBLIC, UP).is_none());
+        // A prefix of the public host is not the public host.
+        let longer = br#"{"QueueUrl":"https://custody.internal:84321/1/q"}"#;
+        assert!(map_request_body(&sqs("SendMessage"), &h, longer, PUBLIC, UP).is_none());
+
+        let form = b"Action=SendMessage&QueueUrl=https%3A%2F%2Fcustody.internal%3A8432%2F123456789012%2Fjobs&MessageBody=a+b";
+        let out =
+            map_request_body(&sqs("SendMessage"), &HeaderMap::new(), form, PUBLIC, UP).unwrap();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(&out)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(pairs[1].1, format!("{UP}/123456789012/jobs"));
+        assert_eq!(pairs[2].1, "a b");
+        assert!(
+            map_query(
+                &sqs("GetQueueAttributes"),
+                "QueueUrl=https%3A%2F%2Fcustody.internal%3A8432%2F1%2Fq",
+                PUBLIC,
+                UP
+            )
+            .is_some()
+        );
+        // Not SQS: never touched.
+        let mut c = sqs("SendMessage");
+        c.service = "sns".into();
+        assert!(map_request_body(&c, &h, body, PUBLIC, UP).is_none());
+    }
+
+    #[test]
+    fn responses_hand_out_the_public_url() {
+        let json = br#"{"QueueUrls":["https://sqs.us-east-1.amazonaws.com/1/a","https://sqs.us-east-1.amazonaws.com/1/b"]}"#;
+        let out = replace_origin(json, UP, PUBLIC);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"QueueUrls":["https://custody.internal:8432/1/a","https://custody.internal:8432/1/b"]}"#
+        );
+        assert!(rewrites_response(&sqs("ListQueues")));
+        assert!(!rewrites_response(&sqs("SendMessage")));
+    }
+}
