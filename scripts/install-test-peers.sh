@@ -38,3 +38,11 @@ if [[ ! -d $peer/node_modules/@cloud-copilot/iam-simulate ]]; then
     echo "installing test peer: @cloud-copilot/iam-simulate (npm ci)" >&2
     (cd "$peer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+
+# The AWS SDK for JavaScript v3 as an agent (bins/gateway/tests/js_sdk.rs), pinned by its lockfile.
+peer="$(dirname "$0")/../tests/peers/js-sdk"
+if [[ ! -d $peer/node_modules/@aws-sdk/client-sqs ]]; then
+    command -v node >/dev/null 2>&1 || { echo "node is missing (the JavaScript SDK peer needs it)" >&2; exit 1; }
+    echo "installing test peer: AWS SDK for JavaScript v3 (npm ci)" >&2
+    (cd "$peer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

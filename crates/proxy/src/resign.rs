@@ -178,8 +178,15 @@ async fn prepare(
             _ => None,
         };
         if let Some(mapped) = mapped {
+            let hash = hex::encode(Sha256::digest(&mapped));
+            // A client that sent the body's hash (the JavaScript SDK does) gets it updated.
+            if parts.headers.contains_key("x-amz-content-sha256")
+                && let Ok(v) = http::HeaderValue::from_str(&hash)
+            {
+                parts.headers.insert("x-amz-content-sha256", v);
+            }
             let mut v = custody_sigv4::verify::Verified::clone(verified);
-            v.payload = PayloadMode::Hash(hex::encode(Sha256::digest(&mapped)));
+            v.payload = PayloadMode::Hash(hash);
             mapped_verified = Some(v);
             parts
                 .headers

@@ -20,7 +20,7 @@ pub mod relay;
 
 pub use clock::FixedClock;
 pub use moto::{Bootstrap, BootstrapResult, MotoServer, RoleSpec, UserKey, UserSpec};
-pub use python::{AwsEnv, ProcOutput, run_aws_cli, run_python};
+pub use python::{AwsEnv, ProcOutput, run_aws_cli, run_node, run_python};
 
 use std::path::PathBuf;
 

@@ -103,6 +103,18 @@ pub fn run_aws_cli(
     run(cmd, "aws")
 }
 
+/// Run a node script (an ES module; its packages in `node_modules` beside it) against
+/// `env`, as an agent on the AWS SDK for JavaScript would run.
+pub fn run_node(script: &Path, env: &AwsEnv) -> Result<ProcOutput, HarnessError> {
+    let mut cmd = Command::new("node");
+    cmd.arg(script);
+    env.apply(&mut cmd);
+    if let Some(dir) = script.parent() {
+        cmd.current_dir(dir);
+    }
+    run(cmd, "node")
+}
+
 fn run(mut cmd: Command, program: &str) -> Result<ProcOutput, HarnessError> {
     let out = cmd.output().map_err(|source| HarnessError::Spawn {
         program: program.into(),
