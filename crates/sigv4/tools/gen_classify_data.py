@@ -460,7 +460,15 @@ def main():
             if over is None:
                 skipped[name] = "no IAM service prefix in the Service Authorization Reference matches it"
                 continue
-            over.update(overrides["services"].get(name, {}))
+            extra = dict(overrides["services"].get(name, {}))
+            # Hand-kept action names (an operation IAM authorises under another action's
+            # name) join the derived ones; each must be in the reference.
+            for op, action in extra.pop("actions", {}).items():
+                if not known_action(iam, action):
+                    sys.exit(f"{name}: override action `{action}` is not in the IAM reference")
+                over["actions"][op] = action
+                over["noaction"] = [o for o in over["noaction"] if o != op]
+            over.update(extra)
         if pick_protocol(model) is None:
             skipped[name] = f"protocols {model.metadata.get('protocols')} not read by the classifier"
             continue
