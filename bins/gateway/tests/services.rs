@@ -443,45 +443,131 @@ fn secrets_called_by_name_are_decided_on_the_arn_iam_evaluates() {
 }
 
 #[test]
-fn a_sigv2_presigned_url_is_refused_with_the_fix_and_recorded_against_its_grant() {
+fn sigv2_presigned_urls_are_verified_reresigned_and_recorded() {
     let stack = Stack::start();
     let gw = &stack.gateway;
     let grant = gw.request_reader("agent:x", "t", &[]);
-    let env = gw.agent_env(ADMIN_TOKEN, grant["id"].as_str().unwrap());
-    // boto3 presigns S3 with SigV2 query auth unless told otherwise.
+    let id = grant["id"].as_str().unwrap().to_owned();
+    let env = gw.agent_env(ADMIN_TOKEN, &id);
+    // boto3 presigns S3 with SigV2 query auth unless told otherwise; so does `aws s3 presign`.
     let v = python_json(
         r#"
-import boto3, json, urllib.request, urllib.error
-from botocore.config import Config
+import boto3, json, time, urllib.request, urllib.error
 s3 = boto3.client("s3")
 out = {}
-url = s3.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "q1/summary.txt"})
-out["v2"] = "AWSAccessKeyId=" in url
-try:
-    urllib.request.urlopen(url)
-    out["status"] = 200
-except urllib.error.HTTPError as e:
-    out["status"] = e.code
-    out["body"] = e.read().decode()
-v4 = boto3.client("s3", config=Config(signature_version="s3v4"))
-url = v4.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "q1/summary.txt"})
-out["v4"] = urllib.request.urlopen(url).read().decode()
+def fetch(url, method="GET"):
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(url, method=method))
+        return [r.status, r.read().decode()]
+    except urllib.error.HTTPError as e:
+        return [e.code, e.read().decode()]
+url = s3.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "q1/summary.txt"}, ExpiresIn=300)
+out["v2"] = "AWSAccessKeyId=" in url and "X-Amz-" not in url
+out["get"] = fetch(url)
+out["tampered"] = fetch(url.replace("q1/summary", "q2/summary"))
+# Signed fine, but outside the grant (a listing; the grant reads objects only).
+out["outside"] = fetch(s3.generate_presigned_url("list_objects_v2", Params={"Bucket": "reports"}))
+short = s3.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "q1/summary.txt"}, ExpiresIn=1)
+time.sleep(2.5)
+out["expired"] = fetch(short)
+put = s3.generate_presigned_url("put_object", Params={"Bucket": "reports", "Key": "up.txt"})
+out["put"] = fetch(put, "PUT")
+out["later"] = url
 print(json.dumps(out))
 "#,
         &env,
         gw,
     );
     assert_eq!(v["v2"], true, "{v}");
-    assert_eq!(v["status"], 501, "{v}");
-    assert!(v["body"].as_str().unwrap().contains("s3v4"), "{v}");
-    assert_eq!(v["v4"], "q1 numbers", "{v}");
-    let refused = gw
+    assert_eq!(v["get"], serde_json::json!([200, "q1 numbers"]), "{v}");
+    assert_eq!(v["tampered"][0], 403, "{v}");
+    assert!(
+        v["tampered"][1]
+            .as_str()
+            .unwrap()
+            .contains("SignatureDoesNotMatch"),
+        "{v}"
+    );
+    assert_eq!(v["outside"][0], 403, "{v}");
+    assert!(
+        v["outside"][1].as_str().unwrap().contains("AccessDenied"),
+        "{v}"
+    );
+    assert_eq!(v["expired"][0], 403, "{v}");
+    assert!(v["expired"][1].as_str().unwrap().contains("expired"), "{v}");
+    assert_eq!(v["put"][0], 501, "{v}");
+    assert!(v["put"][1].as_str().unwrap().contains("s3v4"), "{v}");
+
+    // The aws CLI's presign, fetched with curl.
+    let out = run_aws_cli(
+        &["s3", "presign", "s3://reports/q2/summary.txt"],
+        &env,
+        None,
+    )
+    .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let url = out.stdout.trim().to_owned();
+    assert!(url.contains("AWSAccessKeyId="), "{url}");
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "q2 numbers\n200",
+        "curl of `aws s3 presign`"
+    );
+
+    // Revoked: the same URL is refused, and recorded against the grant.
+    assert!(
+        gw.cli(ADMIN_TOKEN, &["grant", "revoke", &id, "--reason", "done"])
+            .success()
+    );
+    let later = v["later"].as_str().unwrap();
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", later])
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&curl.stdout).into_owned();
+    assert!(
+        got.ends_with("403") && got.contains("AccessDenied"),
+        "{got}"
+    );
+
+    let decisions: Vec<serde_json::Value> = gw
         .entries()
         .into_iter()
-        .find(|e| e["kind"] == "request_decision" && e["allowed"] == false)
-        .unwrap();
-    assert_eq!(refused["grant_id"], grant["id"], "{refused}");
-    assert_eq!(refused["identity"], "agent:x", "{refused}");
+        .filter(|e| e["kind"] == "request_decision")
+        .collect();
+    for d in &decisions {
+        assert_eq!(
+            d["grant_id"],
+            id.as_str(),
+            "every SigV2 request is recorded against its grant: {d}"
+        );
+    }
+    let allowed: Vec<&serde_json::Value> =
+        decisions.iter().filter(|d| d["allowed"] == true).collect();
+    assert_eq!(
+        allowed.len(),
+        2,
+        "the boto3 and the CLI GETs: {decisions:?}"
+    );
+    assert!(
+        allowed.iter().all(|d| d["operation"] == "GetObject"),
+        "{allowed:?}"
+    );
+    let reasons: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d["allowed"] == false)
+        .filter_map(|d| d["reason"].as_str())
+        .collect();
+    for needle in ["expired", "revoked", "s3v4", "signature"] {
+        assert!(
+            reasons.iter().any(|r| r.to_lowercase().contains(needle)),
+            "no refusal saying `{needle}`: {reasons:?}"
+        );
+    }
 }
 
 #[test]

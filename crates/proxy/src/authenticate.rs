@@ -60,6 +60,25 @@ async fn authenticate<S: Inner>(
     };
     ctx.access_key_id = Some(entry.grant.access_key_id.as_str().to_owned());
     ctx.grant = Some(entry);
+    // A SigV2 presigned URL's own parameters authenticated it and go no further: what is
+    // classified is what is forwarded (re-signed with SigV4), without them.
+    if verification.head().sigv2
+        && let Some(query) = parts.uri.query()
+    {
+        let stripped = custody_sigv4::sigv2::strip_params(query);
+        let path_and_query = if stripped.is_empty() {
+            parts.uri.path().to_owned()
+        } else {
+            format!("{}?{stripped}", parts.uri.path())
+        };
+        match http::Uri::builder().path_and_query(path_and_query).build() {
+            Ok(uri) => parts.uri = uri,
+            Err(e) => {
+                let refusal = Refusal::new(RefusalKind::InvalidRequest, e.to_string());
+                return Ok(refuse(&shared, ctx, refusal).await);
+            }
+        }
+    }
 
     // The scope's service is known (not yet authenticated) even when the signature still
     // waits for the body.

@@ -12,4 +12,5 @@ pub mod error;
 pub mod fidelity;
 pub mod key;
 pub mod resign;
+pub mod sigv2;
 pub mod verify;

@@ -170,6 +170,10 @@ pub struct Verified {
     pub expires_at: Option<SystemTime>,
     /// The client's SignedHeaders, lower-case, in the client's order.
     pub signed_headers: Vec<String>,
+    /// Authenticated by a SigV2 presigned query (`AWSAccessKeyId`, `Expires`,
+    /// `Signature`), which the caller removes before classifying and forwarding
+    /// ([`crate::sigv2::strip_params`]).
+    pub sigv2: bool,
     /// The request (seed) signature, lower-case hex.
     pub signature: String,
     signing_key: SigningKey,
@@ -177,6 +181,35 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// A SigV2 presigned S3 GET or HEAD, verified by [`crate::sigv2`]: re-signed for
+    /// upstream like a SigV4 request of the gateway's own (region
+    /// [`crate::sigv2::SIGV2_REGION`], no body).
+    pub(crate) fn new_sigv2(
+        access_key_id: String,
+        now: SystemTime,
+        amz_date: String,
+        expires_at: SystemTime,
+        signature: String,
+        signing_key: SigningKey,
+        options: &VerifyOptions,
+    ) -> Self {
+        Verified {
+            access_key_id,
+            region: crate::sigv2::SIGV2_REGION.to_owned(),
+            service: "s3".to_owned(),
+            time: now,
+            amz_date,
+            payload: PayloadMode::Hash(EMPTY_SHA256.to_owned()),
+            presigned: true,
+            expires_at: Some(expires_at),
+            signed_headers: Vec::new(),
+            sigv2: true,
+            signature,
+            signing_key,
+            chunk_limits: options.chunk_limits,
+        }
+    }
+
     /// The credential scope `date/region/service/aws4_request`.
     pub fn scope(&self) -> String {
         credential_scope(
@@ -226,6 +259,14 @@ pub fn verify(
     now: SystemTime,
     options: &VerifyOptions,
 ) -> Result<Verification, AuthError> {
+    if parts.headers.get(http::header::AUTHORIZATION).is_none()
+        && let Some(query) = parts.uri.query()
+        && crate::sigv2::is_presigned_v2(query)
+        && query_param(query, "X-Amz-Algorithm")?.is_none()
+    {
+        return crate::sigv2::verify_presigned(parts, lookup, now, options)
+            .map(Verification::Verified);
+    }
     let auth = parse_auth(parts)?;
     let secret = lookup
         .secret(&auth.access_key_id)
@@ -348,6 +389,7 @@ pub fn verify(
         presigned: auth.expires.is_some(),
         expires_at,
         signed_headers,
+        sigv2: false,
         signature: hex32(&auth.signature),
         signing_key,
         chunk_limits: options.chunk_limits,

@@ -239,7 +239,10 @@ fn strip_presign(q: &str) -> String {
         .filter(|piece| {
             let k = piece.split_once('=').map_or(*piece, |(k, _)| k);
             let k = decode(k, true);
-            !PRESIGN_PARAMS.iter().any(|p| p.as_bytes() == k.as_slice())
+            !PRESIGN_PARAMS
+                .iter()
+                .chain(&crate::sigv2::SIGV2_PARAMS)
+                .any(|p| p.as_bytes() == k.as_slice())
         })
         .collect::<Vec<_>>()
         .join("&")
