@@ -175,6 +175,11 @@ async fn route(
             let proof = tokio::task::block_in_place(|| crate::proofs::consistency(gateway, query))?;
             Ok((StatusCode::OK, proof))
         }
+        (&Method::GET, ["v1", "grants", id, "wait"]) => {
+            let timeout = crate::wait::timeout_from(query)?;
+            let grant = crate::wait::until_decided(gateway, who, id, timeout).await?;
+            Ok((StatusCode::OK, view(gateway, &grant)))
+        }
         (&Method::GET, ["v1", "grants", id]) => {
             Ok((StatusCode::OK, view(gateway, &gateway.show_grant(who, id)?)))
         }

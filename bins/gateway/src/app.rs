@@ -155,6 +155,8 @@ pub struct Gateway {
     pub refusals: custody_proxy::tally::RefusalTally,
     /// Request rate limits, shared by every agent thread.
     rate_limits: custody_proxy::throttle::RateLimits,
+    /// Grant lifecycle changes, watched by agents waiting for a decision.
+    pub changes: crate::wait::Changes,
     /// Held for the process's life: one gateway per data directory.
     _data_lock: std::fs::File,
 }
@@ -281,6 +283,7 @@ impl Gateway {
             unverified_bodies,
             refusals,
             rate_limits,
+            changes: crate::wait::Changes::default(),
             _data_lock: data_lock,
         }))
     }
@@ -487,7 +490,10 @@ impl Gateway {
             self.note_activation(&grant, seq);
         }
         match self.store.create(grant.clone(), issued.secret) {
-            Ok(g) => Ok((*g).clone()),
+            Ok(g) => {
+                self.changes.bump();
+                Ok((*g).clone())
+            }
             Err(e) => {
                 // Logged as requested (maybe active) but not stored: close it in the log.
                 let _ = self.append(
@@ -530,10 +536,13 @@ impl Gateway {
         } else {
             self.append(GrantEventKind::Denied, &next, who.name())?;
         }
-        self.store
+        let stored = self
+            .store
             .compare_and_swap(&current, next)
             .map(|g| (*g).clone())
-            .map_err(|e| OpError::new(409, e.to_string()))
+            .map_err(|e| OpError::new(409, e.to_string()));
+        self.changes.bump();
+        stored
     }
 
     /// Revoke a grant; the next request under it is denied.
@@ -563,6 +572,7 @@ impl Gateway {
         if let Err(e) = self.append(GrantEventKind::Revoked, &next, who.name()) {
             tracing::error!(grant = id.as_str(), error = %e.message, "revoked, but the revocation is not in the log");
         }
+        self.changes.bump();
         Ok((*next).clone())
     }
 
@@ -584,6 +594,7 @@ impl Gateway {
                 tracing::error!(grant = id.as_str(), error = %e.message, "expired, but not in the log");
             }
         }
+        self.changes.bump();
     }
 
     /// A grant, visible to `who`.

@@ -126,10 +126,28 @@ pub enum GrantCommand {
         /// Admin API.
         admin: AdminArgs,
     },
+    /// Wait until a grant is decided: exits 0 once it is active, 1 if it is denied,
+    /// expired or revoked, or still pending when the timeout passes (printing the grant).
+    Wait {
+        /// Grant id.
+        id: String,
+        /// How long to wait, e.g. `10m`, `1h`.
+        #[arg(long, default_value = "15m")]
+        timeout: String,
+        #[command(flatten)]
+        /// Admin API.
+        admin: AdminArgs,
+    },
     /// Fetch a grant's agent credentials (the secret is released once).
     Credentials {
         /// Grant id.
         id: String,
+        /// Wait for the grant to be approved first (as `grant wait`), up to `--timeout`.
+        #[arg(long)]
+        wait: bool,
+        /// With `--wait`: how long to wait.
+        #[arg(long, default_value = "15m", requires = "wait")]
+        timeout: String,
         /// Output format.
         #[arg(long, value_enum, default_value_t = CredFormat::Env)]
         format: CredFormat,
@@ -350,8 +368,15 @@ async fn grant(cmd: GrantCommand) -> Result<(), CliError> {
             }
             print_json(&v);
         }
+        GrantCommand::Wait { id, timeout, admin } => {
+            let v = wait_decided(&client(&admin)?, &id, &timeout).await?;
+            print_json(&v);
+            active_or_why(&v)?;
+        }
         GrantCommand::Credentials {
             id,
+            wait,
+            timeout,
             format,
             cache,
             admin,
@@ -359,6 +384,10 @@ async fn grant(cmd: GrantCommand) -> Result<(), CliError> {
             let creds = match cache.as_deref().filter(|p| p.exists()) {
                 Some(path) => read_cache(path)?,
                 None => {
+                    if wait {
+                        let v = wait_decided(&client(&admin)?, &id, &timeout).await?;
+                        active_or_why(&v)?;
+                    }
                     let v = client(&admin)?
                         .post(&format!("/v1/grants/{id}/credentials"), &json!({}))
                         .await
@@ -374,6 +403,39 @@ async fn grant(cmd: GrantCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Long-polls the gateway until the grant is no longer pending or `total` passes; the grant.
+async fn wait_decided(client: &AdminClient, id: &str, total: &str) -> Result<Value, CliError> {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(parse_duration(total)?);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // One request waits at most as long as the gateway allows; then ask again.
+        let secs = left.as_secs().min(crate::wait::MAX_WAIT.as_secs());
+        let v = client
+            .get(&format!("/v1/grants/{id}/wait?timeout={secs}"))
+            .await
+            .map_err(|e| CliError::Api(e.to_string()))?;
+        if v["status"] != "pending" || left.is_zero() {
+            return Ok(v);
+        }
+    }
+}
+
+/// `Ok` for an active grant, else the one-line reason it is not.
+fn active_or_why(grant: &Value) -> Result<(), CliError> {
+    let status = grant["status"].as_str().unwrap_or("unknown");
+    if status == "active" {
+        return Ok(());
+    }
+    let id = grant["id"].as_str().unwrap_or("?");
+    let why = match (status, grant["status_reason"].as_str()) {
+        ("pending", _) => "still pending: no decision before the timeout".to_owned(),
+        (s, Some(reason)) if !reason.is_empty() => format!("{s}: {reason}"),
+        (s, _) => s.to_owned(),
+    };
+    Err(CliError::Api(format!("grant `{id}` is {why}")))
 }
 
 fn request_scope(args: &RequestArgs) -> Result<Value, CliError> {

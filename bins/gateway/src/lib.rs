@@ -16,6 +16,7 @@ pub mod policy;
 pub mod proofs;
 pub mod refusals;
 pub mod server;
+pub mod wait;
 
 pub use app::run;
 

@@ -1175,3 +1175,107 @@ fn a_grant_naming_an_action_aws_does_not_have_is_refused_with_the_closest_names(
         out.stderr
     );
 }
+
+/// The agent's own CLI, started in the background (it waits).
+fn spawn_cli(gw: &Gateway, token: &str, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
+        .args(args)
+        .arg("--config")
+        .arg(&gw.config)
+        .env("CUSTODY_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_agent_waits_for_approval_and_gets_its_credentials_the_moment_it_is_approved() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let pending = ask(gw, AGENT_TOKEN, None, "writer", "10m");
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let id = pending["id"].as_str().unwrap().to_owned();
+
+    let mut waiting = spawn_cli(
+        gw,
+        AGENT_TOKEN,
+        &[
+            "grant",
+            "credentials",
+            &id,
+            "--wait",
+            "--timeout",
+            "60s",
+            "--format",
+            "json",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "the agent is still waiting while nobody has decided"
+    );
+    let approved_at = Instant::now();
+    assert!(gw.cli(BOB_TOKEN, &["grant", "approve", &id]).success());
+    let out = waiting.wait_with_output().unwrap();
+    let waited = approved_at.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        creds["secret_access_key"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{creds}"
+    );
+    // Woken by the decision, not by a poll interval or the timeout.
+    assert!(
+        waited < Duration::from_secs(30),
+        "answered {waited:?} after the approval, long before its 60 s timeout"
+    );
+
+    // Denied with a reason: `grant wait` says so on one line and exits 1.
+    let pending = ask(gw, AGENT_TOKEN, None, "writer", "10m");
+    let id = pending["id"].as_str().unwrap().to_owned();
+    let waiting = spawn_cli(gw, AGENT_TOKEN, &["grant", "wait", &id, "--timeout", "60s"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        gw.cli(
+            BOB_TOKEN,
+            &["grant", "deny", &id, "--reason", "not this quarter"]
+        )
+        .success()
+    );
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is denied: not this quarter") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+
+    // Nobody decides: the wait ends at its timeout with the grant still pending.
+    let pending = ask(gw, AGENT_TOKEN, None, "writer", "10m");
+    let id = pending["id"].as_str().unwrap().to_owned();
+    let out = gw.cli(AGENT_TOKEN, &["grant", "wait", &id, "--timeout", "1s"]);
+    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("still pending"), "{}", out.stderr);
+    // Another agent's grant cannot be waited on.
+    let other = ask(gw, ADMIN_TOKEN, Some("agent:other"), "writer", "10m");
+    let out = gw.cli(
+        AGENT_TOKEN,
+        &[
+            "grant",
+            "wait",
+            other["id"].as_str().unwrap(),
+            "--timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("no grant"), "{}", out.stderr);
+}
