@@ -157,6 +157,8 @@ pub struct Gateway {
     rate_limits: custody_proxy::throttle::RateLimits,
     /// Grant lifecycle changes, watched by agents waiting for a decision.
     pub changes: crate::wait::Changes,
+    /// People, agents and roles: reloaded on SIGHUP ([`crate::reload`]).
+    pub directory: crate::reload::Live,
     /// Held for the process's life: one gateway per data directory.
     _data_lock: std::fs::File,
 }
@@ -262,10 +264,11 @@ impl Gateway {
         );
         if config.roles.is_empty() {
             tracing::warn!(
-                "no [[roles]] configured: every grant request will be refused until one is added to the config (and the gateway restarted); see docs/configuration.md"
+                "no [[roles]] configured: every grant request will be refused until one is added to the config (then SIGHUP the gateway, or restart it); see docs/configuration.md"
             );
         }
         let rate_limits = config.limits.rate_limits();
+        let directory = crate::reload::Live::new(crate::reload::Directory::of(&config));
         Ok(Arc::new(Self {
             config,
             store,
@@ -284,6 +287,7 @@ impl Gateway {
             refusals,
             rate_limits,
             changes: crate::wait::Changes::default(),
+            directory,
             _data_lock: data_lock,
         }))
     }
@@ -344,19 +348,21 @@ impl Gateway {
         }
         let digest = crate::admin::token_sha256(token);
         let same = |h: &str| bool::from(h.to_ascii_lowercase().as_bytes().ct_eq(digest.as_bytes()));
-        if let Some(p) = self.config.people.iter().find(|p| same(&p.token_sha256)) {
+        let directory = self.directory.get();
+        if let Some(p) = directory.people.iter().find(|p| same(&p.token_sha256)) {
             return Some(Principal::Person(p.name.clone()));
         }
-        self.config
+        directory
             .agents
             .iter()
             .find(|a| same(&a.token_sha256))
             .map(|a| Principal::Agent(a.identity.clone()))
     }
 
-    fn role(&self, name: &str) -> Result<&RoleConfig, OpError> {
-        self.config.role(name).ok_or_else(|| {
-            let known: Vec<&str> = self.config.roles.iter().map(|r| r.name.as_str()).collect();
+    fn role(&self, name: &str) -> Result<RoleConfig, OpError> {
+        let directory = self.directory.get();
+        directory.role(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = directory.roles.iter().map(|r| r.name.as_str()).collect();
             OpError::new(
                 400,
                 format!("unknown role `{name}` (configured: {})", known.join(", ")),
@@ -401,7 +407,7 @@ impl Gateway {
             (_, Some(identity)) => identity.clone(),
             (_, None) => return Err(OpError::new(400, "`identity` is required")),
         };
-        let role = self.role(&ask.role)?.clone();
+        let role = self.role(&ask.role)?;
         let scope = Scope::from_iam_json(&ask.scope.to_string())
             .map_err(|e| OpError::new(400, format!("scope: {e}")))?;
         // Every action pattern must name something AWS has: a typo would allow (or deny)
@@ -425,7 +431,13 @@ impl Gateway {
             auto = false;
         }
         let approvers = if role.approvers.is_empty() {
-            let mut all: Vec<String> = self.config.people.iter().map(|p| p.name.clone()).collect();
+            let mut all: Vec<String> = self
+                .directory
+                .get()
+                .people
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
             all.push("admin".into());
             all
         } else {
@@ -907,6 +919,8 @@ pub async fn run(config: Config, new_log: Option<String>) -> Result<(), AppError
     // Before anything listens: a SIGTERM that arrives as the listeners come up must stop
     // the gateway cleanly (final checkpoint, stop entry), not kill it.
     let signals = wait_for_signal();
+    // Likewise SIGHUP, whose default would end the process: from here it reloads.
+    let hup = crate::reload::listen();
     let clock = SharedTimeSource::new(SystemTimeSource::new());
     let replaced = match &new_log {
         Some(reason) => crate::newlog::set_aside(&config, reason, clock.now())?,
@@ -920,6 +934,11 @@ pub async fn run(config: Config, new_log: Option<String>) -> Result<(), AppError
             .map_err(|e| AppError::Other(format!("cannot record the replaced log: {e}")))?;
     }
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let reloads = tokio::spawn(crate::reload::on_sighup(
+        gateway.clone(),
+        shutdown_rx.clone(),
+        hup,
+    ));
     let handles = start(gateway.clone(), shutdown_rx).await?;
     let admin_url = format!(
         "{}://{}",
@@ -952,6 +971,7 @@ pub async fn run(config: Config, new_log: Option<String>) -> Result<(), AppError
     tracing::info!("shutting down: draining connections");
     let _ = shutdown_tx.send(true);
     handles.join().await;
+    let _ = reloads.await;
     // Every refusal is an entry or in a count, also those of the last window.
     crate::refusals::write_counts(&gateway, &gateway.refusals, true).await;
     gateway.log.close()?;

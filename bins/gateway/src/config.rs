@@ -34,6 +34,9 @@ pub struct Config {
     pub limits: Limits,
     /// What read-only rules may approve on their own.
     pub approval: ApprovalSection,
+    /// The file this was read from (`None`: the embedded defaults); SIGHUP re-reads it.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 /// What read-only rules (`roles[].auto_approve_read_only_ttl_secs`) may approve.
@@ -324,6 +327,7 @@ impl Listener {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            path: None,
             data_dir: PathBuf::from("custody-data"),
             agent: Listener {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8432)),
@@ -437,7 +441,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.path = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parse config text; `path` is only used in error messages.

@@ -15,6 +15,7 @@ pub mod newlog;
 pub mod policy;
 pub mod proofs;
 pub mod refusals;
+pub mod reload;
 pub mod server;
 pub mod wait;
 

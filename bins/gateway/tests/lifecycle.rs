@@ -1279,3 +1279,101 @@ fn an_agent_waits_for_approval_and_gets_its_credentials_the_moment_it_is_approve
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("no grant"), "{}", out.stderr);
 }
+
+#[test]
+fn sighup_reloads_people_agents_and_roles_and_a_bad_file_changes_nothing() {
+    let stack = Stack::start();
+    let gw = &stack.gateway;
+    let pid = gw.child.as_ref().unwrap().id().to_string();
+    let hup = || {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let carol = "carol-token-0123456789";
+    // Straight to the admin API: the CLI reads the config file too, which is broken on
+    // purpose below.
+    let can_list = |token: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("authorization: Bearer {token}"))
+            .arg(format!("{}/v1/grants", gw.admin_url()))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout) == "200"
+    };
+    assert!(!can_list(carol), "carol is not configured yet");
+
+    // Add a person (and a role) to the file, then SIGHUP.
+    let original = std::fs::read_to_string(&gw.config).unwrap();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(carol.as_bytes()))
+    };
+    let added = format!("{original}\n[[people]]\nname = \"carol\"\ntoken_sha256 = \"{digest}\"\n");
+    std::fs::write(&gw.config, &added).unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !can_list(carol) {
+        assert!(
+            Instant::now() < deadline,
+            "carol's token never worked:\n{}",
+            gw.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reloaded = gw
+        .entries()
+        .into_iter()
+        .find(|e| e["kind"] == "config_reloaded")
+        .expect("the reload is in the log");
+    assert!(
+        reloaded["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "carol"),
+        "{reloaded}"
+    );
+
+    // A file that does not parse: the running directory stays, and the log says why.
+    std::fs::write(&gw.config, format!("{added}\n[[people]\nname = ")).unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gw.server_log().contains("configuration reload refused") {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            gw.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(can_list(carol), "carol still works after a bad reload");
+    assert!(can_list(BOB_TOKEN));
+    let reloads = gw
+        .entries()
+        .into_iter()
+        .filter(|e| e["kind"] == "config_reloaded")
+        .count();
+    assert_eq!(reloads, 1, "a refused reload is not recorded as one");
+
+    // Removing her takes her token away again.
+    std::fs::write(&gw.config, &original).unwrap();
+    hup();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while can_list(carol) {
+        assert!(
+            Instant::now() < deadline,
+            "carol's token still works:\n{}",
+            gw.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The verifier knows the entry (the gateway is still running: its tail may be unsealed).
+    let out = gw.verify(&[]);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+}

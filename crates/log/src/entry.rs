@@ -104,6 +104,20 @@ pub enum EntryBody {
         #[serde(default = "empty_sha256")]
         unsealed_sha256: String,
     },
+    /// The running gateway re-read its configuration (SIGHUP): who may ask, approve and
+    /// be granted from here on.
+    ConfigReloaded {
+        /// The configuration file.
+        path: String,
+        /// SHA-256 (hex) of its contents as read.
+        sha256: String,
+        /// The people (names) now configured.
+        people: Vec<String>,
+        /// The agent identities now configured.
+        agents: Vec<String>,
+        /// The roles (names) now configured.
+        roles: Vec<String>,
+    },
 }
 
 fn empty_sha256() -> String {
@@ -343,6 +357,7 @@ impl EntryBody {
             EntryBody::Recovered { .. } => "recovered",
             EntryBody::RefusalsCounted(_) => "refusals_counted",
             EntryBody::LogReplaced { .. } => "log_replaced",
+            EntryBody::ConfigReloaded { .. } => "config_reloaded",
         }
     }
 

@@ -171,6 +171,18 @@ pub fn summary(e: &Entry) -> String {
         } => format!(
             "recovered after crash (cut {cut_bytes} bytes from {segment}; {unsealed_entries} entries written before the crash sealed late)"
         ),
+        EntryBody::ConfigReloaded {
+            path,
+            people,
+            agents,
+            roles,
+            ..
+        } => format!(
+            "configuration reloaded from {path} (people: {}; agents: {}; roles: {})",
+            people.join(", "),
+            agents.join(", "),
+            roles.join(", ")
+        ),
     };
     format!("{} {t} {what}", e.seq)
 }

@@ -45,7 +45,8 @@ pub(super) struct AllowedRequest {
     pub(super) access: custody_grant::AccessRequest,
 }
 
-pub(super) const KINDS: [&str; 9] = [
+pub(super) const KINDS: [&str; 10] = [
+    "config_reloaded",
     "log_replaced",
     "refusals_counted",
     "gateway_started",
