@@ -280,6 +280,9 @@ fn status_of(s: &mut TcpStream) -> String {
         }
     }
     let text = String::from_utf8_lossy(&answer).into_owned();
+    let closes = text
+        .lines()
+        .any(|l| l.to_ascii_lowercase().replace(' ', "") == "connection:close");
     let code = text.split("\r\n").next().unwrap_or("").to_owned();
     let kind = text
         .lines()
@@ -289,7 +292,9 @@ fn status_of(s: &mut TcpStream) -> String {
                 .map(|(_, v)| v.trim())
         })
         .unwrap_or("");
-    format!("{code} {kind}")
+    // A refusal sent before the body was read closes the connection, and says so.
+    let close = if closes { " connection:close" } else { "" };
+    format!("{code} {kind}{close}")
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -330,6 +335,10 @@ fn bodies_nobody_has_authenticated_hold_bounded_memory() {
             .unwrap();
         let status = status_of(&mut s);
         assert!(status.contains(want), "{akid} {length}: {status}");
+        assert!(
+            status.ends_with("connection:close"),
+            "a client must not reuse a connection whose body the gateway did not read: {status}"
+        );
     }
 
     // 200 connections at once sending 4 MiB bodies: half under a key nobody has, half

@@ -43,7 +43,8 @@ async fn authenticate<S: Inner>(
     let mut ctx = RequestCtx::new(source, now);
     if !shared.options.rate_limits.source_allows(source.ip()) {
         ctx.format = early_format(&parts.headers, parts.uri.query());
-        return Ok(refuse(&shared, ctx, throttled("this address")).await);
+        let response = refuse(&shared, ctx, throttled("this address")).await;
+        return Ok(unread_body(response, &parts.headers));
     }
 
     let (verification, entry) = match check_head(&shared, &parts, now) {
@@ -55,7 +56,8 @@ async fn authenticate<S: Inner>(
                 .as_ref()
                 .map(|e| e.grant.access_key_id.as_str().to_owned());
             ctx.grant = entry;
-            return Ok(refuse(&shared, ctx, auth_refusal(&e)).await);
+            let response = refuse(&shared, ctx, auth_refusal(&e)).await;
+            return Ok(unread_body(response, &parts.headers));
         }
     };
     ctx.access_key_id = Some(entry.grant.access_key_id.as_str().to_owned());
@@ -89,12 +91,13 @@ async fn authenticate<S: Inner>(
     // What is forwarded must be what is verified and classified: a head the rebuilding
     // for upstream could change the meaning of is refused before any body is read.
     if let Err(e) = custody_sigv4::fidelity::check_head(&parts, verification.head()) {
-        return Ok(refuse(
+        let response = refuse(
             &shared,
             ctx,
             Refusal::new(RefusalKind::InvalidRequest, format!("request refused: {e}")),
         )
-        .await);
+        .await;
+        return Ok(unread_body(response, &parts.headers));
     }
     // A request without a body is "buffered" for free; asking the classifier first would
     // route the request twice.
@@ -113,7 +116,8 @@ async fn authenticate<S: Inner>(
         let declared = crate::budget::declared_length(&parts.headers);
         // Known to be too large: refused before a byte of it is read.
         if declared.is_some_and(|n| n > limit as u64) {
-            return Ok(refuse(&shared, ctx, crate::budget::too_large(limit)).await);
+            let response = refuse(&shared, ctx, crate::budget::too_large(limit)).await;
+            return Ok(unread_body(response, &parts.headers));
         }
         // Until the signature is checked, anyone knowing the key id could be sending this
         // body: it holds its bytes from the shared budget for such bodies.
@@ -131,7 +135,10 @@ async fn authenticate<S: Inner>(
         };
         let (bytes, held) = match read {
             Ok(b) => b,
-            Err(refusal) => return Ok(refuse(&shared, ctx, refusal).await),
+            Err(refusal) => {
+                let response = refuse(&shared, ctx, refusal).await;
+                return Ok(unread_body(response, &parts.headers));
+            }
         };
         let verified = verification.with_body(&bytes);
         drop(held);
@@ -189,6 +196,23 @@ async fn authenticate<S: Inner>(
     }
     parts.extensions.insert(ctx);
     inner.call(Request::from_parts(parts, body)).await
+}
+
+/// A refusal sent before the request's body was read: the server closes the connection
+/// after it (the unread bytes make it unusable), so the response says so. Without
+/// `Connection: close` a client would put the connection back in its pool and its next
+/// request could be written into a socket the gateway is closing: lost, unanswered.
+fn unread_body(
+    mut response: Response<ProxyBody>,
+    request: &http::HeaderMap,
+) -> Response<ProxyBody> {
+    if !custody_sigv4::body::declares_no_body(request) {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 fn throttled(who: &str) -> Refusal {

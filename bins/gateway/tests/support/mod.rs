@@ -128,7 +128,13 @@ impl Gateway {
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
         let agent_port = free_port().unwrap_or_else(|e| panic!("{e}"));
-        let admin_port = free_port().unwrap_or_else(|e| panic!("{e}"));
+        // Two free ports, distinct: the OS may hand the same one out twice in a row.
+        let admin_port = loop {
+            let p = free_port().unwrap_or_else(|e| panic!("{e}"));
+            if p != agent_port {
+                break p;
+            }
+        };
         let mut config = format!(
             r#"data_dir = "{data}"
 
@@ -247,7 +253,8 @@ approvals_required = 1
             .open(self.dir.path().join("gateway.log"))
             .unwrap_or_else(|e| panic!("{e}"));
         let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let gateway = env!("CARGO_BIN_EXE_custody-gateway");
+        let gateway = std::env::var("CUSTODY_TEST_GATEWAY_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_custody-gateway").to_owned());
         let mut cmd = match self.log_tmpfs {
             None => {
                 let mut c = Command::new(gateway);
