@@ -202,6 +202,8 @@ pub(crate) struct Registry {
     files: Vec<Embedded>,
     parsed: Vec<OnceLock<Result<Service, String>>>,
     by_signing_name: HashMap<&'static str, Vec<usize>>,
+    /// Service name → entry (the upstream lookup runs on every forwarded request).
+    by_name: HashMap<&'static str, usize>,
 }
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -223,6 +225,7 @@ impl Registry {
             files: files.to_vec(),
             parsed: files.iter().map(|_| OnceLock::new()).collect(),
             by_signing_name,
+            by_name: files.iter().enumerate().map(|(i, f)| (f.name, i)).collect(),
         }
     }
 
@@ -247,7 +250,7 @@ impl Registry {
 
     /// The service `name`'s embedded entry (no parsing).
     pub(crate) fn entry(&self, name: &str) -> Option<&Embedded> {
-        self.files.iter().find(|f| f.name == name)
+        self.by_name.get(name).and_then(|&i| self.files.get(i))
     }
 
     fn service(&self, i: usize) -> Result<&Service, ClassifyError> {
