@@ -49,11 +49,6 @@ pub(crate) fn map_request_body(
     if !is_sqs(c) || body.is_empty() {
         return None;
     }
-    let on_public = |url: &str| {
-        url.strip_prefix(public)
-            .filter(|rest| rest.starts_with('/'))
-            .map(|rest| format!("{upstream}{rest}"))
-    };
     let json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -61,24 +56,37 @@ pub(crate) fn map_request_body(
     if json {
         let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
         let url = value.get("QueueUrl")?.as_str()?;
-        let mapped = on_public(url)?;
+        let mapped = to_upstream(url, public, upstream)?;
         value["QueueUrl"] = serde_json::Value::String(mapped);
         return serde_json::to_vec(&value).ok().map(Bytes::from);
     }
+    map_form(body, public, upstream).map(Bytes::from)
+}
+
+/// `url` on `public` (`{public}/account/queue`), on `upstream` instead.
+fn to_upstream(url: &str, public: &str, upstream: &str) -> Option<String> {
+    url.strip_prefix(public)
+        .filter(|rest| rest.starts_with('/'))
+        .map(|rest| format!("{upstream}{rest}"))
+}
+
+/// Form-encoded pairs (a query string or a form body) with a `QueueUrl` on `public`
+/// mapped to `upstream`, or `None` when none is.
+fn map_form(raw: &[u8], public: &str, upstream: &str) -> Option<String> {
     let mut changed = false;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(body)
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw)
         .map(|(k, v)| {
-            let mapped = (k == "QueueUrl").then(|| on_public(&v)).flatten();
+            let mapped = (k == "QueueUrl")
+                .then(|| to_upstream(&v, public, upstream))
+                .flatten();
             changed |= mapped.is_some();
             (k.into_owned(), mapped.unwrap_or_else(|| v.into_owned()))
         })
         .collect();
     changed.then(|| {
-        Bytes::from(
-            form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(pairs)
-                .finish(),
-        )
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
     })
 }
 
@@ -93,22 +101,7 @@ pub(crate) fn map_query(
     if !is_sqs(c) {
         return None;
     }
-    let mut changed = false;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| {
-            let mapped = (k == "QueueUrl")
-                .then(|| v.strip_prefix(public).filter(|r| r.starts_with('/')))
-                .flatten()
-                .map(|rest| format!("{upstream}{rest}"));
-            changed |= mapped.is_some();
-            (k.into_owned(), mapped.unwrap_or_else(|| v.into_owned()))
-        })
-        .collect();
-    changed.then(|| {
-        form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish()
-    })
+    map_form(query.as_bytes(), public, upstream)
 }
 
 /// Whether the response to this request carries queue URLs to rewrite.
