@@ -134,7 +134,12 @@ pub(crate) fn verify_presigned(
             access_key_id: access_key_id.clone(),
         });
     }
-    let mut expires_at = UNIX_EPOCH + Duration::from_secs(expires);
+    // Checked: a hostile `Expires` far past any representable time is refused, not a panic.
+    let mut expires_at = UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires))
+        .ok_or_else(|| {
+            AuthError::IncompleteSignature(format!("`Expires={expires}` is out of range"))
+        })?;
     if now > expires_at {
         return Err(AuthError::PresignExpired {
             expired_at: format_amz_date(expires_at),
@@ -317,6 +322,16 @@ mod tests {
             ),
             Err(AuthError::UnknownAccessKey(_))
         ));
+        // An `Expires` past any representable time: refused (before the signature even
+        // matters), never a panic.
+        assert!(
+            check(
+                "GET",
+                &BOTOCORE[0].replace("Expires=1141889120", "Expires=18446744073709551615"),
+                1_141_889_000
+            )
+            .is_err()
+        );
         // Twice the same parameter: refused, whatever the values.
         assert!(
             check(
