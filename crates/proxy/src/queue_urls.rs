@@ -71,23 +71,32 @@ fn to_upstream(url: &str, public: &str, upstream: &str) -> Option<String> {
 }
 
 /// Form-encoded pairs (a query string or a form body) with a `QueueUrl` on `public`
-/// mapped to `upstream`, or `None` when none is.
+/// mapped to `upstream`, or `None` when none is. Only that pair is rewritten; every other
+/// byte stays as the agent sent it (no decode and re-encode of values the gateway does not
+/// change).
 fn map_form(raw: &[u8], public: &str, upstream: &str) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
     let mut changed = false;
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw)
-        .map(|(k, v)| {
-            let mapped = (k == "QueueUrl")
-                .then(|| to_upstream(&v, public, upstream))
-                .flatten();
-            changed |= mapped.is_some();
-            (k.into_owned(), mapped.unwrap_or_else(|| v.into_owned()))
+    let pieces: Vec<String> = text
+        .split('&')
+        .map(|piece| {
+            let mut pairs = form_urlencoded::parse(piece.as_bytes());
+            let mapped = match (pairs.next(), pairs.next()) {
+                (Some((k, v)), None) if k == "QueueUrl" => to_upstream(&v, public, upstream),
+                _ => None,
+            };
+            match mapped {
+                Some(url) => {
+                    changed = true;
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("QueueUrl", &url)
+                        .finish()
+                }
+                None => piece.to_owned(),
+            }
         })
         .collect();
-    changed.then(|| {
-        form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish()
-    })
+    changed.then(|| pieces.join("&"))
 }
 
 /// The query string with a `QueueUrl` on `public` mapped to `upstream` (a query-protocol
@@ -190,6 +199,16 @@ mod tests {
             .collect();
         assert_eq!(pairs[1].1, format!("{UP}/123456789012/jobs"));
         assert_eq!(pairs[2].1, "a b");
+        // The other pairs keep their bytes (`a+b` is not re-encoded as `a+b`'s decoding).
+        assert!(
+            std::str::from_utf8(&out)
+                .unwrap()
+                .ends_with("&MessageBody=a+b")
+        );
+        let odd = b"Action=SendMessage&QueueUrl=https%3A%2F%2Fcustody.internal%3A8432%2F1%2Fq&MessageBody=%FF%20x";
+        let out =
+            map_request_body(&sqs("SendMessage"), &HeaderMap::new(), odd, PUBLIC, UP).unwrap();
+        assert!(out.ends_with(b"&MessageBody=%FF%20x"), "{out:?}");
         assert!(
             map_query(
                 &sqs("GetQueueAttributes"),

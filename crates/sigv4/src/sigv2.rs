@@ -29,17 +29,25 @@ pub(crate) const SIGV2_PARAMS: [&str; 3] = ["AWSAccessKeyId", "Expires", "Signat
 /// The region a SigV2 request (which names none) is forwarded to and re-signed for.
 pub const SIGV2_REGION: &str = "us-east-1";
 
-/// Sub-resources and response overrides that S3 includes in the SigV2 string to sign.
-const SUBRESOURCES: [&str; 26] = [
+/// Sub-resources and response overrides that the SigV2 string to sign covers: botocore's
+/// `HmacV1Auth.QSAOfInterest`, which is what SigV2 clients sign.
+const SUBRESOURCES: [&str; 35] = [
+    "accelerate",
     "acl",
+    "analytics",
     "cors",
+    "defaultObjectAcl",
     "delete",
+    "inventory",
     "lifecycle",
     "location",
     "logging",
+    "metrics",
     "notification",
+    "object-lock",
     "partNumber",
     "policy",
+    "replication",
     "requestPayment",
     "response-cache-control",
     "response-content-disposition",
@@ -48,6 +56,9 @@ const SUBRESOURCES: [&str; 26] = [
     "response-content-type",
     "response-expires",
     "restore",
+    "select",
+    "select-type",
+    "storageClass",
     "tagging",
     "torrent",
     "uploadId",
@@ -56,7 +67,27 @@ const SUBRESOURCES: [&str; 26] = [
     "versioning",
     "versions",
     "website",
-    "select",
+];
+
+/// Listing parameters SigV2 does not sign (S3 reads them unsigned too): a URL holder may
+/// change them, within the operation and bucket the signature names.
+const UNSIGNED_LISTING: [&str; 16] = [
+    "continuation-token",
+    "delimiter",
+    "encoding-type",
+    "fetch-owner",
+    "key-marker",
+    "list-type",
+    "marker",
+    "max-keys",
+    "max-parts",
+    "max-uploads",
+    "part-number-marker",
+    "prefix",
+    "start-after",
+    "upload-id-marker",
+    "version-id-marker",
+    "x-id",
 ];
 
 /// `query` without the SigV2 presign parameters (as raw `&`-separated pieces, each kept
@@ -110,6 +141,21 @@ pub(crate) fn verify_presigned(
     let expires: u64 = expires_text.parse().map_err(|_| {
         AuthError::IncompleteSignature(format!("`Expires={expires_text}` is not a time"))
     })?;
+    // Every other parameter is one the signature covers, or a listing parameter S3 leaves
+    // unsigned too; anything else (a sub-resource this list does not know, an `x-amz-*`
+    // parameter) would reach the upstream unsigned: refused. Names are compared decoded,
+    // as the classifier and S3 read them.
+    for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+        let key = key.as_ref();
+        if !(SIGV2_PARAMS.contains(&key)
+            || SUBRESOURCES.contains(&key)
+            || UNSIGNED_LISTING.contains(&key))
+        {
+            return Err(AuthError::NotImplemented(format!(
+                "query parameter `{key}` is not covered by a signature version 2 presigned URL: sign with SigV4 (boto3: `Config(signature_version=\"s3v4\")`)"
+            )));
+        }
+    }
     let secret = lookup
         .secret(&access_key_id)
         .ok_or_else(|| AuthError::UnknownAccessKey(short(&access_key_id).to_owned()))?;
@@ -213,9 +259,11 @@ fn string_to_sign(parts: &Parts, path: &str, expires: &str) -> Result<String, Au
             Some((k, v)) => (k, Some(v)),
             None => (piece, None),
         };
-        if SUBRESOURCES.contains(&k) {
+        // Decoded, as S3 and the classifier read the name (`version%49d` is `versionId`).
+        let k = percent_decode_str(k).decode_utf8_lossy();
+        if SUBRESOURCES.contains(&k.as_ref()) {
             let v = v.map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned());
-            subs.push((k.to_owned(), v));
+            subs.push((k.into_owned(), v));
         }
     }
     subs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -270,7 +318,7 @@ mod tests {
     /// this one), with `Expires=1141889120`.
     const BOTOCORE: [&str; 2] = [
         "/awsexamplebucket1/photos/puppy.jpg?AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=mi%2Bpm7K7iCx46UlaDc8X8pxyzFc%3D&Expires=1141889120",
-        "/b/a%20b/k?versionId=3&response-content-type=text%2Fplain&x=1&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NTI61g9SVD%2BSaGw0u%2FDc9hENQ%2Fk%3D&Expires=1141889120",
+        "/b/a%20b/k?versionId=3&response-content-type=text%2Fplain&prefix=1&AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Signature=NTI61g9SVD%2BSaGw0u%2FDc9hENQ%2Fk%3D&Expires=1141889120",
     ];
 
     #[test]
@@ -311,8 +359,45 @@ mod tests {
             ),
             Err(AuthError::SignatureDoesNotMatch { .. })
         ));
-        // Not a signed parameter: changing it changes nothing S3 signs.
-        assert!(check("GET", &BOTOCORE[1].replace("x=1", "x=2"), 1_141_889_000).is_ok());
+        // A listing parameter is not signed (by S3 either): changing it keeps the signature.
+        assert!(
+            check(
+                "GET",
+                &BOTOCORE[1].replace("prefix=1", "prefix=2"),
+                1_141_889_000
+            )
+            .is_ok()
+        );
+        // A parameter neither signed nor a listing parameter: refused (it would reach S3
+        // unsigned), whatever the signature.
+        assert!(matches!(
+            check(
+                "GET",
+                &BOTOCORE[1].replace("prefix=1", "x=1"),
+                1_141_889_000
+            ),
+            Err(AuthError::NotImplemented(_))
+        ));
+        // A sub-resource spelled encoded is the sub-resource: signed as such, so adding
+        // one to a URL that did not sign it fails.
+        assert!(matches!(
+            check(
+                "GET",
+                &format!("{}&version%49d=OLD", BOTOCORE[0]),
+                1_141_889_000
+            ),
+            Err(AuthError::SignatureDoesNotMatch { .. })
+        ));
+        for added in [
+            "&legal-hold",
+            "&x-amz-request-payer=requester",
+            "&retention",
+        ] {
+            assert!(
+                check("GET", &format!("{}{added}", BOTOCORE[0]), 1_141_889_000).is_err(),
+                "{added}"
+            );
+        }
         // A key no grant has.
         assert!(matches!(
             check(

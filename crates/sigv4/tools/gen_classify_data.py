@@ -215,6 +215,25 @@ def load_iam_actions():
     return actions
 
 
+def returns_aws_credentials(shape, seen=None):
+    """Whether an output shape carries AWS credentials anywhere (a `SecretAccessKey`
+    member): an operation that hands them out mints credentials, whatever its name."""
+    seen = set() if seen is None else seen
+    if shape is None or shape.name in seen:
+        return False
+    seen.add(shape.name)
+    if shape.type_name == "structure":
+        return any(
+            m.lower() == "secretaccesskey" or returns_aws_credentials(ms, seen)
+            for m, ms in shape.members.items()
+        )
+    if shape.type_name == "list":
+        return returns_aws_credentials(shape.member, seen)
+    if shape.type_name == "map":
+        return returns_aws_credentials(shape.value, seen)
+    return False
+
+
 def known_action(iam, action):
     prefix, _, name = action.partition(":")
     return name.lower() in iam.get(prefix, {})
@@ -361,7 +380,7 @@ def generate_service(session, name, over, minting):
             entry["forbids_header"] = forbids[op_name]
         if op_name in over.get("version_actions", {}):
             entry["version_action"] = over["version_actions"][op_name]
-        if action in minting:
+        if action in minting or returns_aws_credentials(op.output_shape):
             entry["mints"] = True
         ops.append(entry)
     return {
