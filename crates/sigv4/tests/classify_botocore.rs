@@ -125,6 +125,8 @@ fn classify_every_botocore_operation() {
     let (mut ok, mut excluded) = (0usize, 0usize);
     // service → (classified, all, no IAM action, ambiguous, botocore could not build)
     let mut per_service: BTreeMap<String, [usize; 5]> = BTreeMap::new();
+    // Operations classified as minting credentials or tokens.
+    let mut minting: Vec<String> = Vec::new();
     // `CUSTODY_CLASSIFY_DUMP=path` writes every classification there, for review.
     let mut dump = String::new();
     for v in &vectors.vectors {
@@ -189,6 +191,11 @@ fn classify_every_botocore_operation() {
                 )),
             }
             continue;
+        }
+        if let Ok(c) = &result
+            && c.mints_credentials
+        {
+            minting.push(format!("{}:{}", v.service, v.operation));
         }
         if let Ok(c) = &result {
             for a in &c.actions {
@@ -274,6 +281,31 @@ fn classify_every_botocore_operation() {
     println!(
         "classified {ok}/{total} operations ({:.1}%), {excluded} excluded as expected denials",
         100.0 * ok as f64 / total as f64
+    );
+    // Operations that hand out AWS credentials (found by their output shape) or tokens
+    // (the reviewed list), in services classified from the models alone: a grant must name
+    // them literally, never through a wildcard.
+    for op in [
+        "deadline:AssumeQueueRoleForUser",
+        "eks-auth:AssumeRoleForPodIdentity",
+        "codepipeline:PollForJobs",
+        "datazone:GetEnvironmentCredentials",
+        "lakeformation:GetTemporaryGlueTableCredentials",
+        "ecs:ExecuteCommand",
+        "mwaa:CreateCliToken",
+        "ec2:CreateKeyPair",
+        "sts:AssumeRole",
+    ] {
+        assert!(
+            minting.iter().any(|m| m == op),
+            "{op} is not classified as minting credentials"
+        );
+    }
+    assert!(
+        !minting
+            .iter()
+            .any(|m| m == "dynamodb:GetItem" || m == "s3:GetObject"),
+        "{minting:?}"
     );
     assert!(
         failures.is_empty(),
