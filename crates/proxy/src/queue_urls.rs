@@ -33,13 +33,58 @@ const HANDS_OUT_URLS: &[&str] = &[
 const MAX_REWRITTEN: usize = 4 << 20;
 
 /// Whether the request is an SQS call.
-fn is_sqs(c: &Classification) -> bool {
+pub(crate) fn is_sqs(c: &Classification) -> bool {
     c.service == "sqs"
+}
+
+/// An SQS request's body after mapping, with its SHA-256 (hex) for the upstream signature.
+pub(crate) struct MappedBody {
+    pub(crate) bytes: Bytes,
+    pub(crate) sha256: String,
+}
+
+/// Maps an SQS request naming a queue on `public` to `upstream`: a `QueueUrl` in the query
+/// is rewritten in `parts`; one in the body (`body`: the whole body, already verified) is
+/// returned as the new body, with `Content-Length` and a client-sent
+/// `x-amz-content-sha256` in `parts` updated to it.
+pub(crate) fn map_request(
+    c: &Classification,
+    parts: &mut http::request::Parts,
+    body: Option<&[u8]>,
+    public: &str,
+    upstream: &str,
+) -> Result<Option<MappedBody>, http::Error> {
+    if !is_sqs(c) {
+        return Ok(None);
+    }
+    if let Some(query) = parts
+        .uri
+        .query()
+        .and_then(|q| map_form(q.as_bytes(), public, upstream))
+    {
+        let path_and_query = format!("{}?{query}", parts.uri.path());
+        parts.uri = http::Uri::builder()
+            .path_and_query(path_and_query)
+            .build()?;
+    }
+    let Some(bytes) = body.and_then(|b| map_request_body(c, &parts.headers, b, public, upstream))
+    else {
+        return Ok(None);
+    };
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    // A client that sent the body's hash (the JavaScript SDK does) gets it updated.
+    if parts.headers.contains_key("x-amz-content-sha256")
+        && let Ok(v) = http::HeaderValue::from_str(&sha256)
+    {
+        parts.headers.insert("x-amz-content-sha256", v);
+    }
+    parts.headers.insert(CONTENT_LENGTH, bytes.len().into());
+    Ok(Some(MappedBody { bytes, sha256 }))
 }
 
 /// The request body with a `QueueUrl` on `public` mapped to `upstream`, or `None` when
 /// nothing names the public form. JSON bodies (AWS JSON) and forms (the query protocol).
-pub(crate) fn map_request_body(
+fn map_request_body(
     c: &Classification,
     headers: &HeaderMap,
     body: &[u8],
@@ -97,20 +142,6 @@ fn map_form(raw: &[u8], public: &str, upstream: &str) -> Option<String> {
         })
         .collect();
     changed.then(|| pieces.join("&"))
-}
-
-/// The query string with a `QueueUrl` on `public` mapped to `upstream` (a query-protocol
-/// GET), or `None` when it names none.
-pub(crate) fn map_query(
-    c: &Classification,
-    query: &str,
-    public: &str,
-    upstream: &str,
-) -> Option<String> {
-    if !is_sqs(c) {
-        return None;
-    }
-    map_form(query.as_bytes(), public, upstream)
 }
 
 /// Whether the response to this request carries queue URLs to rewrite.
@@ -209,14 +240,21 @@ mod tests {
         let out =
             map_request_body(&sqs("SendMessage"), &HeaderMap::new(), odd, PUBLIC, UP).unwrap();
         assert!(out.ends_with(b"&MessageBody=%FF%20x"), "{out:?}");
+        // In the query (a query-protocol GET): rewritten in place, the rest left alone.
+        let mut parts = http::Request::get(
+            "/?Action=GetQueueAttributes&QueueUrl=https%3A%2F%2Fcustody.internal%3A8432%2F1%2Fq",
+        )
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+        let mapped = map_request(&sqs("GetQueueAttributes"), &mut parts, None, PUBLIC, UP);
+        assert!(mapped.unwrap().is_none(), "no body to map");
+        let query = parts.uri.query().unwrap();
+        assert!(query.starts_with("Action=GetQueueAttributes&"), "{query}");
         assert!(
-            map_query(
-                &sqs("GetQueueAttributes"),
-                "QueueUrl=https%3A%2F%2Fcustody.internal%3A8432%2F1%2Fq",
-                PUBLIC,
-                UP
-            )
-            .is_some()
+            query.contains("sqs.us-east-1.amazonaws.com%2F1%2Fq"),
+            "{query}"
         );
         // Not SQS: never touched.
         let mut c = sqs("SendMessage");

@@ -17,7 +17,6 @@ use http_body::{Body, Frame};
 use tower::{Layer, Service};
 
 use custody_sigv4::verify::PayloadMode;
-use sha2::{Digest as _, Sha256};
 
 use crate::body::{BoxError, CountingBody, ProxyBody};
 use crate::context::{RequestCtx, Shared};
@@ -81,10 +80,11 @@ where
             };
             match prepare(&shared, &ctx, req, bytes_in).await {
                 Ok((upstream_req, body_failure)) => {
-                    let upstream_origin = origin_of(upstream_req.uri());
+                    // Only for responses that hand queue URLs out.
+                    let urls = urls.map(|public| (public, origin_of(upstream_req.uri())));
                     match inner.call(upstream_req).await {
                         Ok(resp) => match urls {
-                            Some(public) => {
+                            Some((public, upstream_origin)) => {
                                 Ok(queue_urls::map_response(resp, &upstream_origin, &public)
                                     .await
                                     .unwrap_or_else(|e| {
@@ -165,44 +165,19 @@ async fn prepare(
     // queue URL on another host). The body was verified whole; the upstream signature
     // covers the mapped body.
     let mut mapped_verified: Option<custody_sigv4::verify::Verified> = None;
-    if let Some(public) = &shared.options.public_url {
+    if let Some(public) = &shared.options.public_url
+        && queue_urls::is_sqs(classification)
+    {
         let upstream = format!("{}://{}", target.scheme, target.authority);
-        let mapped = match (&ctx.buffered_body, ctx.body_verified) {
-            (Some(buffered), true) => queue_urls::map_request_body(
-                classification,
-                &parts.headers,
-                buffered,
-                public,
-                &upstream,
-            ),
-            _ => None,
-        };
-        if let Some(mapped) = mapped {
-            let hash = hex::encode(Sha256::digest(&mapped));
-            // A client that sent the body's hash (the JavaScript SDK does) gets it updated.
-            if parts.headers.contains_key("x-amz-content-sha256")
-                && let Ok(v) = http::HeaderValue::from_str(&hash)
-            {
-                parts.headers.insert("x-amz-content-sha256", v);
-            }
-            let mut v = custody_sigv4::verify::Verified::clone(verified);
-            v.payload = PayloadMode::Hash(hash);
-            mapped_verified = Some(v);
-            parts
-                .headers
-                .insert(http::header::CONTENT_LENGTH, mapped.len().into());
-            body = crate::body::full(mapped);
-        }
-        if let Some(query) = parts
-            .uri
-            .query()
-            .and_then(|q| queue_urls::map_query(classification, q, public, &upstream))
-        {
-            let path_and_query = format!("{}?{query}", parts.uri.path());
-            parts.uri = Uri::builder()
-                .path_and_query(path_and_query)
-                .build()
+        let verified_body = ctx.buffered_body.as_deref().filter(|_| ctx.body_verified);
+        let mapped =
+            queue_urls::map_request(classification, &mut parts, verified_body, public, &upstream)
                 .map_err(|e| Refusal::new(RefusalKind::InvalidRequest, e.to_string()))?;
+        if let Some(mapped) = mapped {
+            let mut v = custody_sigv4::verify::Verified::clone(verified);
+            v.payload = PayloadMode::Hash(mapped.sha256);
+            mapped_verified = Some(v);
+            body = crate::body::full(mapped.bytes);
         }
     }
     let verified = mapped_verified.as_ref().unwrap_or(verified);
