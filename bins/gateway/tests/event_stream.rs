@@ -18,24 +18,17 @@
 mod support;
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use custody_test_support::free_port;
-use support::{ADMIN_TOKEN, ALICE_TOKEN, Gateway, python_json};
+use support::{ADMIN_TOKEN, ALICE_TOKEN, ChildGuard, Gateway, python_json};
 
 const AK: &str = "AKIDEVENTSTREAMTEST1";
 const SK: &str = "event-stream-upstream-secret";
 
 struct Upstream {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn upstream() -> Upstream {
@@ -54,7 +47,10 @@ fn upstream() -> Upstream {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let up = Upstream { child, port };
+    let up = Upstream {
+        _child: ChildGuard(child),
+        port,
+    };
     assert_eq!(
         line.trim(),
         "ready",

@@ -1119,9 +1119,8 @@ fn metrics_pass_promtool_and_openmetrics_is_there_when_asked() {
 fn a_grant_naming_an_action_aws_does_not_have_is_refused_with_the_closest_names() {
     let stack = Stack::start();
     let gw = &stack.gateway;
-    let out = gw.cli(
-        ADMIN_TOKEN,
-        &[
+    let request = |scope: &[&str]| {
+        let mut args = vec![
             "grant",
             "request",
             "--identity",
@@ -1132,12 +1131,11 @@ fn a_grant_naming_an_action_aws_does_not_have_is_refused_with_the_closest_names(
             "i",
             "--role",
             "reader",
-            "--allow",
-            "s3:GetObjcet",
-            "--resource",
-            "*",
-        ],
-    );
+        ];
+        args.extend_from_slice(scope);
+        gw.cli(ADMIN_TOKEN, &args)
+    };
+    let out = request(&["--allow", "s3:GetObjcet", "--resource", "*"]);
     assert!(!out.success());
     assert!(
         out.stderr.contains("did you mean s3:GetObject"),
@@ -1145,29 +1143,16 @@ fn a_grant_naming_an_action_aws_does_not_have_is_refused_with_the_closest_names(
         out.stderr
     );
     // A wildcard that matches nothing, in a Deny too.
-    let out = gw.cli(
-        ADMIN_TOKEN,
-        &[
-            "grant",
-            "request",
-            "--identity",
-            "agent:x",
-            "--task",
-            "t",
-            "--intent",
-            "i",
-            "--role",
-            "reader",
-            "--allow",
-            "s3:GetObject",
-            "--resource",
-            "*",
-            "--deny",
-            "s3:Gte*",
-            "--resource",
-            "*",
-        ],
-    );
+    let out = request(&[
+        "--allow",
+        "s3:GetObject",
+        "--resource",
+        "*",
+        "--deny",
+        "s3:Gte*",
+        "--resource",
+        "*",
+    ]);
     assert!(!out.success());
     assert!(
         out.stderr.contains("matches no action of `s3`"),
@@ -1178,11 +1163,7 @@ fn a_grant_naming_an_action_aws_does_not_have_is_refused_with_the_closest_names(
 
 /// The agent's own CLI, started in the background (it waits).
 fn spawn_cli(gw: &Gateway, token: &str, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config)
-        .env("CUSTODY_TOKEN", token)
+    gw.cli_command(token, args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -17,26 +17,19 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use custody_test_support::{AwsEnv, free_port, run_python, temp_dir};
-use support::{ADMIN_TOKEN, Gateway};
+use support::{ADMIN_TOKEN, ChildGuard, Gateway};
 
 const AK: &str = "S3SFSACCESSKEY000001";
 const SK: &str = "s3sfs-secret-key-0000000000000000000000001";
 
 struct S3s {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for S3s {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn s3s() -> S3s {
@@ -63,7 +56,7 @@ fn s3s() -> S3s {
         });
     // Owned from here on: dropping it (also on the panic below) stops the server.
     let server = S3s {
-        child,
+        _child: ChildGuard(child),
         port,
         _dir: dir,
     };

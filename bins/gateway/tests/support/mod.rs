@@ -410,13 +410,20 @@ approvals_required = 1
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
-    /// Run `custody-gateway ARGS --config <config>` with `token`.
-    pub fn cli(&self, token: &str, args: &[&str]) -> ProcOutput {
-        let out = Command::new(env!("CARGO_BIN_EXE_custody-gateway"))
-            .args(args)
+    /// `custody-gateway ARGS --config <config>` with `token`, not yet started.
+    pub fn cli_command(&self, token: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_custody-gateway"));
+        cmd.args(args)
             .arg("--config")
             .arg(&self.config)
-            .env("CUSTODY_TOKEN", token)
+            .env("CUSTODY_TOKEN", token);
+        cmd
+    }
+
+    /// Run `custody-gateway ARGS --config <config>` with `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> ProcOutput {
+        let out = self
+            .cli_command(token, args)
             .output()
             .unwrap_or_else(|e| panic!("cli: {e}"));
         ProcOutput {
@@ -585,4 +592,14 @@ pub fn assert_denied(out: &ProcOutput, code: &str) {
 
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A peer process (a test upstream), stopped by pid when dropped, also when a test panics.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
