@@ -107,6 +107,26 @@ fn the_javascript_sdk_with_default_settings_stays_on_the_gateway() {
     ] {
         assert!(ops.contains(&op), "{op} is not in the log: {ops:?}");
     }
+    // What the upstream received: every SQS call names the queue on the upstream's host,
+    // never the gateway's (SQS refuses a queue URL on another host), and each request the
+    // upstream got is a decision the log allowed (the fidelity oracle).
+    let relay = gw.relay.endpoint();
+    let sqs_bodies: Vec<String> = gw
+        .forwarded()
+        .iter()
+        .map(|c| String::from_utf8_lossy(&c.body).into_owned())
+        .filter(|b| b.contains("QueueUrl"))
+        .collect();
+    assert!(
+        sqs_bodies.len() >= 2,
+        "SendMessage and ReceiveMessage: {sqs_bodies:?}"
+    );
+    for b in &sqs_bodies {
+        let v: serde_json::Value = serde_json::from_str(b).unwrap();
+        assert_eq!(v["QueueUrl"], format!("{relay}/123456789012/jobs"), "{b}");
+    }
+    let checked = gw.check_fidelity().unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(checked > 10, "{checked} forwarded requests checked");
     let sends = decisions
         .iter()
         .find(|d| d["operation"] == "SendMessage")
